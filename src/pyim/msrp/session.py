@@ -1,0 +1,565 @@
+"""The MSRP session engine (RFC 4975 §7), sans-IO.
+
+An :class:`MsrpSession` is one endpoint of one MSRP session: it cuts outgoing
+messages into chunks, reassembles incoming ones, answers requests, produces and
+consumes REPORTs and times transactions out.  It never touches a socket: the
+connection (:mod:`pyim.msrp.connection`) hands it parser events with the current
+time, and pulls the frames it has to send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .events import FrameHead
+from .frame import Frame, Headers, new_tid
+from .headers import ByteRange, ContentType, HeaderError, Status
+from .session_events import (
+    MessageAborted,
+    MessageDelivered,
+    MessageFailed,
+    MessageReceived,
+    MessageSent,
+    SessionEvent,
+)
+from .uri import MsrpUri, MsrpUriError, format_path, parse_path
+
+log = logging.getLogger(__name__)
+
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    408: "Request Timeout",
+    413: "Message Too Large",
+    415: "Unsupported Media Type",
+    423: "Interval Out-of-Bounds",
+    481: "Session Does Not Exist",
+    501: "Not Implemented",
+    506: "Wrong Connection",
+}
+KNOWN_METHODS = frozenset({"SEND", "REPORT"})
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    """Tunables of a session; every bound has a safe default."""
+
+    chunk_size: int = 16 * 1024
+    transaction_timeout: float = 30.0
+    max_message_size: int | None = 256 * 1024 * 1024
+    accept_types: tuple[str, ...] = ("*",)
+    max_pending_chunks: int = 64
+    max_incoming_messages: int = 32
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    message_id: str
+    content_type: str
+    body: memoryview
+    success_report: bool
+    failure_report: str
+    headers: list[tuple[str, str]]
+    offset: int = 0
+    acked: int = 0
+    pending: int = 0
+    reported: list[tuple[int, int]] = field(default_factory=list)
+    chunks: int = 0
+    abort: bool = False
+    done: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+@dataclass(slots=True)
+class _Incoming:
+    message_id: str
+    content_type: str | None
+    headers: Headers
+    total: int | None
+    buf: bytearray = field(default_factory=bytearray)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    final_end: int | None = None
+
+    def covered(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+
+@dataclass(slots=True)
+class _Transaction:
+    tid: str
+    message: _Outgoing
+    start: int
+    end: int
+    deadline: float | None
+
+
+@dataclass(slots=True)
+class _RequestInProgress:
+    """An incoming request between its head and its end-line."""
+
+    head: FrameHead
+    headers: Headers
+    from_path: list[MsrpUri] | None = None
+    status: int | None = None
+    reason: str = ""
+    message: _Incoming | None = None
+    byte_range: ByteRange | None = None
+    position: int = 0
+    received: int = 0
+
+
+def _add_range(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    """Merge the half-open range [start, end) into sorted, disjoint ``ranges``."""
+    if end <= start:
+        return ranges
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
+        if e < start or s > end:
+            out.append((s, e))
+        else:
+            start, end = min(s, start), max(e, end)
+    out.append((start, end))
+    out.sort()
+    return out
+
+
+class MsrpSession:
+    """One endpoint of an MSRP session.
+
+    ``local_uri`` is this endpoint's URI (the last one of its ``a=path``);
+    ``remote_path`` is the peer's ``a=path`` (relays first, the peer last).
+    """
+
+    def __init__(
+        self,
+        local_uri: MsrpUri,
+        remote_path: list[MsrpUri] | None = None,
+        config: SessionConfig | None = None,
+        *,
+        id_factory: Callable[[], str] = new_tid,
+    ) -> None:
+        self.local_uri = local_uri
+        self.remote_path: list[MsrpUri] = list(remote_path or [])
+        self.config = config or SessionConfig()
+        self._new_id = id_factory
+        self._control: deque[bytes] = deque()
+        self._queue: deque[_Outgoing] = deque()
+        self._outgoing: dict[str, _Outgoing] = {}
+        self._transactions: dict[str, _Transaction] = {}
+        self._incoming: dict[str, _Incoming] = {}
+        self._refused: set[str] = set()
+        self._completed: OrderedDict[str, None] = OrderedDict()
+        self._events: list[SessionEvent] = []
+        self._request: _RequestInProgress | None = None
+        self.closed = False
+        self.stats: dict[str, int] = {
+            "frames_in": 0,
+            "frames_out": 0,
+            "messages_in": 0,
+            "messages_out": 0,
+            "errors_sent": 0,
+            "responses_ignored": 0,
+        }
+
+    @property
+    def session_id(self) -> str:
+        return self.local_uri.session_id or ""
+
+    # -- sending ---------------------------------------------------------------
+
+    def send_message(
+        self,
+        content_type: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        success_report: bool = False,
+        failure_report: str = "yes",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> str:
+        """Queue a message; returns its Message-ID.  Frames come out of ``data_to_send``."""
+        if self.closed:
+            raise RuntimeError("session is closed")
+        if failure_report not in ("yes", "no", "partial"):
+            raise ValueError(f"bad Failure-Report value {failure_report!r}")
+        mid = message_id or self._new_id()
+        if mid in self._outgoing:
+            raise ValueError(f"Message-ID {mid} is already in use")
+        msg = _Outgoing(
+            mid,
+            content_type,
+            memoryview(bytes(body)),
+            success_report,
+            failure_report,
+            list(headers or []),
+        )
+        self._outgoing[mid] = msg
+        self._queue.append(msg)
+        self.stats["messages_out"] += 1
+        return mid
+
+    def send_keepalive(self) -> None:
+        """Queue an empty SEND (RFC 4975 §7.1.1): binds a connection, keeps NATs open."""
+        frame = self._request_frame("SEND")
+        frame.headers.add("Message-ID", self._new_id())
+        frame.headers.add("Byte-Range", "1-0/0")
+        self._control.append(self._encode(frame))
+
+    def abort_message(self, message_id: str) -> None:
+        """Stop sending ``message_id``: its next chunk carries the ``#`` flag."""
+        msg = self._outgoing.get(message_id)
+        if msg is not None and not msg.done and msg.offset < msg.size:
+            msg.abort = True
+            if msg not in self._queue:
+                self._queue.append(msg)
+
+    def incoming_progress(self, message_id: str) -> int | None:
+        """Bytes received so far of an incoming message in progress, or None."""
+        msg = self._incoming.get(message_id)
+        return None if msg is None else msg.covered()
+
+    def refuse_message(self, message_id: str) -> None:
+        """Refuse an incoming message midway: its further chunks get 413 (§7.3)."""
+        self._refused.add(message_id)
+        self._incoming.pop(message_id, None)
+
+    def has_data(self) -> bool:
+        return bool(self._control) or any(self._sendable(m) for m in self._queue)
+
+    def data_to_send(self, now: float) -> bytes | None:
+        """The next frame to write, or None.  Control frames (responses, REPORTs) go first."""
+        if self._control:
+            return self._control.popleft()
+        for _ in range(len(self._queue)):
+            msg = self._queue.popleft()
+            if not self._sendable(msg):
+                if not msg.done:
+                    self._queue.append(msg)
+                continue
+            data = self._next_chunk(msg, now)
+            if not msg.done and (msg.offset < msg.size or msg.abort):
+                self._queue.append(msg)
+            return data
+        return None
+
+    def _sendable(self, msg: _Outgoing) -> bool:
+        if msg.done:
+            return False
+        if msg.abort:
+            return True
+        return msg.pending < self.config.max_pending_chunks and (
+            msg.offset < msg.size or msg.chunks == 0
+        )
+
+    def _next_chunk(self, msg: _Outgoing, now: float) -> bytes:
+        start = msg.offset
+        if msg.abort:
+            end, flag = start, "#"
+        else:
+            end = min(msg.size, start + self.config.chunk_size)
+            flag = "$" if end >= msg.size else "+"
+        frame = self._request_frame("SEND")
+        h = frame.headers
+        h.add("Message-ID", msg.message_id)
+        if msg.success_report:
+            h.add("Success-Report", "yes")
+        if msg.failure_report != "yes":
+            h.add("Failure-Report", msg.failure_report)
+        h.add("Byte-Range", str(ByteRange(start + 1, end, msg.size)))
+        for name, value in msg.headers:
+            h.add(name, value)
+        h.add("Content-Type", msg.content_type)
+        frame.body = bytes(msg.body[start:end])
+        frame.flag = flag
+        data = self._encode(frame)
+        msg.offset = end
+        msg.chunks += 1
+        if flag == "#":
+            msg.done = True
+            self._finish(msg)
+            self._events.append(MessageFailed(msg.message_id, 0, "aborted by sender"))
+            return data
+        if msg.failure_report == "yes":
+            assert frame.tid is not None
+            msg.pending += 1
+            timeout = self.config.transaction_timeout
+            self._transactions[frame.tid] = _Transaction(
+                frame.tid, msg, start, end, now + timeout if timeout else None
+            )
+        else:
+            msg.acked = end
+            if end >= msg.size:
+                self._sent(msg)
+        return data
+
+    def _request_frame(self, method: str) -> Frame:
+        frame = Frame(self._new_id(), method)
+        frame.headers.add("To-Path", format_path(self.remote_path))
+        frame.headers.add("From-Path", str(self.local_uri))
+        return frame
+
+    def _encode(self, frame: Frame) -> bytes:
+        self.stats["frames_out"] += 1
+        return frame.encode()
+
+    def _sent(self, msg: _Outgoing) -> None:
+        """All of ``msg`` went out and was accepted hop by hop."""
+        self._events.append(MessageSent(msg.message_id))
+        if not msg.success_report:
+            msg.done = True
+            self._finish(msg)
+
+    def _finish(self, msg: _Outgoing) -> None:
+        self._outgoing.pop(msg.message_id, None)
+        for tid in [t.tid for t in self._transactions.values() if t.message is msg]:
+            del self._transactions[tid]
+
+    def _fail(self, msg: _Outgoing, code: int, reason: str) -> None:
+        if msg.done:
+            return
+        msg.done = True
+        self._finish(msg)
+        self._events.append(MessageFailed(msg.message_id, code, reason))
+
+    # -- receiving ---------------------------------------------------------------
+
+    def events(self) -> list[SessionEvent]:
+        """Take the events produced since the last call."""
+        out, self._events = self._events, []
+        return out
+
+    def on_frame_head(self, head: FrameHead, now: float) -> None:
+        """A frame addressed to this session starts (the connection routed it here)."""
+        self.stats["frames_in"] += 1
+        headers = Headers(head.headers)
+        if head.method is None:
+            self._on_response(head, headers)
+            return
+        req = _RequestInProgress(head, headers)
+        self._request = req
+        try:
+            to_path = parse_path(headers.get("To-Path") or "")
+            req.from_path = parse_path(headers.get("From-Path") or "")
+        except (MsrpUriError, ValueError):
+            req.status, req.reason = 400, "bad To-Path or From-Path"
+            return
+        if to_path[0] != self.local_uri:
+            req.status, req.reason = 481, "To-Path is not this session"
+            return
+        if self.remote_path and req.from_path[-1] != self.remote_path[-1]:
+            req.status, req.reason = 403, "From-Path is not this session's peer"
+            return
+        if head.method == "SEND":
+            self._start_send(req)
+        elif head.method != "REPORT":
+            req.status, req.reason = 501, f"method {head.method} not implemented"
+
+    def _start_send(self, req: _RequestInProgress) -> None:
+        headers = req.headers
+        mid = headers.get("Message-ID")
+        try:
+            br = ByteRange.parse(headers.get("Byte-Range") or "1-*/*")
+        except HeaderError:
+            req.status, req.reason = 400, "bad Byte-Range"
+            return
+        req.byte_range = br
+        if not mid:
+            req.status, req.reason = 400, "SEND without Message-ID"
+            return
+        if mid in self._refused:
+            req.status, req.reason = 413, "message refused"
+            return
+        if not req.head.has_body or mid in self._completed:
+            return  # a keep-alive, a bind of the connection, or a late duplicate
+        ctype = headers.get("Content-Type")
+        if ctype is None or not self._acceptable(ctype):
+            req.status, req.reason = 415, f"{ctype} is not accepted"
+            return
+        limit = self.config.max_message_size
+        if limit is not None and br.total is not None and br.total > limit:
+            req.status, req.reason = 413, "message larger than max-size"
+            self._refused.add(mid)
+            return
+        msg = self._incoming.get(mid)
+        if msg is None:
+            if len(self._incoming) >= self.config.max_incoming_messages:
+                req.status, req.reason = 413, "too many messages in progress"
+                return
+            msg = _Incoming(mid, ctype, headers, br.total)
+            if br.total is not None:
+                msg.buf = bytearray(br.total)
+            self._incoming[mid] = msg
+        elif br.total is not None and msg.total is None:
+            msg.total = br.total
+        req.message = msg
+        req.position = br.start - 1
+
+    def _acceptable(self, ctype: str) -> bool:
+        try:
+            return ContentType.parse(ctype).matches(self.config.accept_types)
+        except HeaderError:
+            return False
+
+    def on_body(self, data: bytes) -> None:
+        req = self._request
+        if req is None or req.status is not None:
+            return
+        req.received += len(data)
+        msg = req.message
+        if msg is None:
+            return
+        pos = req.position
+        end = pos + len(data)
+        limit = self.config.max_message_size
+        if (msg.total is not None and end > msg.total) or (limit is not None and end > limit):
+            req.status, req.reason = 413, "message larger than announced or allowed"
+            self._refused.add(msg.message_id)
+            self._incoming.pop(msg.message_id, None)
+            return
+        if len(msg.buf) < end:
+            msg.buf.extend(bytes(end - len(msg.buf)))
+        msg.buf[pos:end] = data
+        msg.ranges = _add_range(msg.ranges, pos, end)
+        req.position = end
+
+    def on_frame_end(self, flag: str, now: float) -> None:
+        req, self._request = self._request, None
+        if req is None:
+            return
+        method = req.head.method
+        if req.status is not None:
+            self._respond(req, req.status, req.reason)
+            if req.message is not None and req.status == 413:
+                self._incoming.pop(req.message.message_id, None)
+            return
+        if method == "REPORT":
+            self._on_report(req.headers)
+            return
+        self._respond(req, 200, "OK")
+        msg = req.message
+        if msg is None:
+            return
+        if flag == "#":
+            del self._incoming[msg.message_id]
+            self._events.append(MessageAborted(msg.message_id, msg.covered()))
+            return
+        if flag == "$":
+            msg.final_end = req.position
+            if msg.total is None:
+                msg.total = req.position
+        total = msg.total
+        if msg.final_end is not None and (total == 0 or msg.ranges == [(0, total)]):
+            self._complete(msg, req)
+
+    def _complete(self, msg: _Incoming, req: _RequestInProgress) -> None:
+        del self._incoming[msg.message_id]
+        self._completed[msg.message_id] = None
+        if len(self._completed) > 1024:
+            self._completed.popitem(last=False)
+        assert msg.total is not None
+        body = bytes(msg.buf[: msg.total])
+        self.stats["messages_in"] += 1
+        self._events.append(MessageReceived(msg.message_id, msg.content_type, body, msg.headers))
+        if (msg.headers.get("Success-Report") or "no").lower() == "yes":
+            self._report(req, msg.message_id, msg.total, 200, "OK")
+
+    def _respond(self, req: _RequestInProgress, code: int, reason: str) -> None:
+        """Answer a request per its Failure-Report (§7.2); REPORTs are never answered."""
+        if req.head.method == "REPORT":
+            return
+        fr = (req.headers.get("Failure-Report") or "yes").lower()
+        if fr == "no" or (fr == "partial" and code == 200):
+            return
+        if code != 200:
+            self.stats["errors_sent"] += 1
+            log.info("MSRP %s %s answered %d: %s", req.head.method, req.head.tid, code, reason)
+        frame = Frame(req.head.tid, code=code, comment=REASONS.get(code, reason))
+        if req.from_path:
+            frame.headers.add("To-Path", str(req.from_path[0]))
+        frame.headers.add("From-Path", str(self.local_uri))
+        self._control.append(self._encode(frame))
+
+    def _report(
+        self, req: _RequestInProgress, message_id: str, total: int, code: int, reason: str
+    ) -> None:
+        frame = Frame(self._new_id(), "REPORT")
+        frame.headers.add("To-Path", format_path(req.from_path or self.remote_path))
+        frame.headers.add("From-Path", str(self.local_uri))
+        frame.headers.add("Message-ID", message_id)
+        frame.headers.add("Byte-Range", str(ByteRange(1, total, total)))
+        frame.headers.add("Status", str(Status(0, code, reason)))
+        self._control.append(self._encode(frame))
+
+    def _on_report(self, headers: Headers) -> None:
+        msg = self._outgoing.get(headers.get("Message-ID") or "")
+        if msg is None:
+            self.stats["responses_ignored"] += 1
+            return
+        try:
+            status = Status.parse(headers.get("Status") or "")
+            br = ByteRange.parse(headers.get("Byte-Range") or f"1-{msg.size}/{msg.size}")
+        except HeaderError:
+            self.stats["responses_ignored"] += 1
+            return
+        if status.code != 200:
+            self._fail(msg, status.code, status.comment or "failure report")
+            return
+        end = br.end if br.end is not None else msg.size
+        msg.reported = _add_range(msg.reported, br.start - 1, end)
+        if msg.reported == [(0, msg.size)] or msg.size == 0:
+            msg.done = True
+            self._finish(msg)
+            self._events.append(MessageDelivered(msg.message_id))
+
+    def _on_response(self, head: FrameHead, headers: Headers) -> None:
+        tr = self._transactions.pop(head.tid, None)
+        if tr is None:
+            self.stats["responses_ignored"] += 1
+            return
+        msg = tr.message
+        msg.pending -= 1
+        code = head.code or 0
+        if code != 200:
+            self._fail(msg, code, head.comment or REASONS.get(code, "error"))
+            return
+        msg.acked = max(msg.acked, tr.end)
+        if msg.pending == 0 and msg.offset >= msg.size and not msg.abort:
+            self._sent(msg)
+
+    def on_frame_error(self, status: int | None, reason: str) -> None:
+        """The frame in progress broke (parser error); answer it if it can be answered."""
+        req, self._request = self._request, None
+        if req is None:
+            return
+        if req.message is not None and status == 413:
+            self._refused.add(req.message.message_id)
+            self._incoming.pop(req.message.message_id, None)
+        if status is not None:
+            self._respond(req, status, reason)
+
+    # -- time ------------------------------------------------------------------
+
+    def next_timeout(self) -> float | None:
+        deadlines = [t.deadline for t in self._transactions.values() if t.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timeout(self, now: float) -> None:
+        """Fail messages whose transactions went unanswered (408, §7.1.1)."""
+        for tr in list(self._transactions.values()):
+            if tr.deadline is not None and tr.deadline <= now:
+                self._fail(tr.message, 408, "transaction timed out")
+
+    def connection_lost(self, reason: str = "connection lost") -> None:
+        """The connection under the session is gone: everything in flight fails."""
+        for msg in list(self._outgoing.values()):
+            self._fail(msg, 0, reason)
+        self._queue.clear()
+        self._incoming.clear()
+        self._request = None

@@ -1,0 +1,502 @@
+"""asyncio adapter of the MSRP stack: listeners, connections and sessions over TCP/TLS.
+
+The protocol work is done by the sans-IO :class:`~pyim.msrp.connection.MsrpConnection`
+and :class:`~pyim.msrp.session.MsrpSession`; this module only moves bytes, runs
+timers and turns session events into awaitables::
+
+    endpoint = await MsrpEndpoint.create("127.0.0.1")
+    session = endpoint.new_session()          # session.path goes into a=path
+    await session.start(remote_path, active=True)
+    result = await session.send("text/plain", b"hi", success_report=True)
+    async for message in session: ...
+    await session.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .connection import MsrpConnection
+from .frame import new_tid
+from .parser import ParserLimits
+from .session import MsrpSession, SessionConfig
+from .session_events import (
+    MessageAborted,
+    MessageDelivered,
+    MessageFailed,
+    MessageReceived,
+    MessageSent,
+    SessionEvent,
+)
+from .uri import MsrpUri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """How an outgoing message ended.
+
+    ``status`` is ``"delivered"`` (Success-Report received), ``"sent"`` (accepted
+    hop by hop, no report asked for) or ``"failed"`` (``code``/``reason`` say why).
+    """
+
+    message_id: str
+    status: str
+    code: int = 200
+    reason: str = "OK"
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass(slots=True)
+class EndpointConfig:
+    """Limits of an endpoint's connections (all configurable, safe defaults)."""
+
+    parser_limits: ParserLimits = field(default_factory=ParserLimits)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    bind_timeout: float = 30.0  # an accepted connection must address a session by then
+    idle_timeout: float = 300.0  # a connection without sessions is closed after this
+    write_high_water: int = 256 * 1024
+    max_connections: int = 1024
+    incoming_queue: int = 256  # messages held for a slow reader before reading pauses
+
+
+class MsrpConnectionProtocol(asyncio.Protocol):
+    """Moves bytes between an asyncio transport and an :class:`MsrpConnection`."""
+
+    def __init__(self, endpoint: MsrpEndpoint, *, accepted: bool) -> None:
+        self.endpoint = endpoint
+        self.loop = asyncio.get_running_loop()
+        self.conn = MsrpConnection(
+            limits=endpoint.config.parser_limits,
+            lookup=endpoint._lookup if accepted else None,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.accepted = accepted
+        self.closed = asyncio.Event()
+        self._write_paused = False
+        self._read_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._guard: asyncio.TimerHandle | None = None
+        self._pump_scheduled = False
+        self.peer: str = "?"
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        high = self.endpoint.config.write_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self.endpoint._connections.add(self)
+        if len(self.endpoint._connections) > self.endpoint.config.max_connections:
+            self.endpoint.stats["connections_refused"] += 1
+            log.warning("MSRP: too many connections, closing %s", self.peer)
+            transport.close()
+            return
+        if self.accepted:
+            self._arm_guard(self.endpoint.config.bind_timeout, "no session bound in time")
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data, self.loop.time())
+        self._after_input()
+        if self.conn.error is not None:
+            self.endpoint.stats["closed_bad_input"] += 1
+            self._close()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint._connections.discard(self)
+        for handle in (self._timer, self._guard):
+            if handle is not None:
+                handle.cancel()
+        self.conn.connection_lost("connection lost" if exc is None else str(exc))
+        for session in list(self.conn.sessions.values()):
+            facade = self.endpoint._sessions.get(session.session_id)
+            if facade is not None and facade._protocol is self:
+                facade._protocol = None
+            self.endpoint._deliver(session, self)
+        self.closed.set()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()  # backpressure: a peer that does not read is not read from
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._resume_reading()
+        self.pump()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _after_input(self) -> None:
+        if self.conn.sessions and self._guard is not None and self.accepted:
+            self._guard.cancel()
+            self._guard = None
+        for session in list(self.conn.sessions.values()):
+            self.endpoint._deliver(session, self)
+        self.pump()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self._read_paused or self.transport is None or self._write_paused:
+            return
+        limit = self.endpoint.config.incoming_queue
+        if all(f._queue.qsize() < limit for f in self.endpoint._facades(self.conn)):
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def pump(self) -> None:
+        """Write frames until the transport's buffer is full or nothing is left."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        now = self.loop.time()
+        while not self._write_paused:
+            data = self.conn.data_to_send(now)
+            if data is None:
+                break
+            transport.write(data)
+        for session in list(self.conn.sessions.values()):
+            self.endpoint._deliver(session, self)
+        self._arm_timer()
+
+    def schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self.pump()
+
+    def _arm_timer(self) -> None:
+        when = self.conn.next_timeout()
+        if self._timer is not None:
+            if when is not None and self._timer.when() == when:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.conn.handle_timeout(self.loop.time())
+        self._after_input()
+
+    def _arm_guard(self, delay: float, reason: str) -> None:
+        def expire() -> None:
+            self.endpoint.stats["closed_timeout"] += 1
+            log.info("MSRP connection %s closed: %s", self.peer, reason)
+            self._close()
+
+        self._guard = self.loop.call_later(delay, expire)
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.pump()
+            self.transport.close()
+
+
+class MsrpEndpoint:
+    """A local MSRP endpoint: one listener, its sessions and their connections."""
+
+    def __init__(
+        self,
+        host: str,
+        config: EndpointConfig,
+        ssl_server: ssl.SSLContext | None,
+        ssl_client: ssl.SSLContext | None,
+    ) -> None:
+        self.host = host
+        self.port = 0
+        self.config = config
+        self.ssl_server = ssl_server
+        self.ssl_client = ssl_client
+        self.scheme = "msrps" if ssl_server is not None else "msrp"
+        self._server: asyncio.Server | None = None
+        self._sessions: dict[str, Session] = {}
+        self._connections: set[MsrpConnectionProtocol] = set()
+        self._outbound: dict[tuple[str, int, bool], MsrpConnectionProtocol] = {}
+        self.stats: Counter[str] = Counter()
+
+    @classmethod
+    async def create(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        config: EndpointConfig | None = None,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
+    ) -> MsrpEndpoint:
+        """Start listening on ``host:port`` (TLS, scheme ``msrps``, when ``ssl_server``)."""
+        self = cls(host, config or EndpointConfig(), ssl_server, ssl_client)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: MsrpConnectionProtocol(self, accepted=True), host, port, ssl=ssl_server
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def new_session(
+        self, config: SessionConfig | None = None, session_id: str | None = None
+    ) -> Session:
+        """A session bound to this endpoint; put ``session.path`` into the SDP."""
+        sid = session_id or new_tid(16)
+        uri = MsrpUri(scheme=self.scheme, host=self.host, port=self.port, session_id=sid)
+        session = Session(self, MsrpSession(uri, config=config or self.config.session))
+        self._sessions[sid] = session
+        return session
+
+    def _lookup(self, target: MsrpUri) -> MsrpSession | None:
+        facade = self._sessions.get(target.session_id or "")
+        if facade is None or facade._bound.is_set() or facade._active:
+            return None
+        return facade.engine
+
+    def _facades(self, conn: MsrpConnection) -> list[Session]:
+        return [f for sid in conn.sessions if (f := self._sessions.get(sid)) is not None]
+
+    def _deliver(self, session: MsrpSession, protocol: MsrpConnectionProtocol) -> None:
+        """Hand a session's events to its facade; a passive session binds here."""
+        facade = self._sessions.get(session.session_id)
+        if facade is None:
+            session.events()
+            return
+        if not facade._bound.is_set() and not protocol.closed.is_set():
+            facade._protocol = protocol
+            facade._bound.set()
+        facade._handle(session.events())
+
+    async def _connect(self, uri: MsrpUri) -> MsrpConnectionProtocol:
+        if uri.port is None:
+            raise ValueError(f"{uri} has no port to connect to")
+        key = (uri.host, uri.port, uri.scheme == "msrps")
+        protocol = self._outbound.get(key)
+        if protocol is not None and not protocol.closed.is_set():
+            return protocol
+        loop = asyncio.get_running_loop()
+        ctx: ssl.SSLContext | None = None
+        if uri.scheme == "msrps":
+            ctx = self.ssl_client or ssl.create_default_context()
+        _, proto = await loop.create_connection(
+            lambda: MsrpConnectionProtocol(self, accepted=False),
+            uri.host,
+            uri.port,
+            ssl=ctx,
+            server_hostname=uri.host if ctx else None,
+        )
+        self._outbound[key] = proto
+        return proto
+
+    async def close(self) -> None:
+        """Close every session and connection, then the listener."""
+        for session in list(self._sessions.values()):
+            await session.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for protocol in list(self._connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        for protocol in list(self._connections):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(protocol.closed.wait(), 5)
+
+
+class Session:
+    """The asyncio face of one MSRP session.
+
+    ``path`` is the local ``a=path``; ``start`` connects it to the peer's path;
+    ``send`` returns a :class:`DeliveryResult`; iterating yields incoming
+    :class:`~pyim.msrp.session_events.MessageReceived`.
+    """
+
+    def __init__(self, endpoint: MsrpEndpoint, engine: MsrpSession) -> None:
+        self.endpoint = endpoint
+        self.engine = engine
+        self._protocol: MsrpConnectionProtocol | None = None
+        self._active = False
+        self._bound = asyncio.Event()
+        self._queue: asyncio.Queue[MessageReceived | None] = asyncio.Queue()
+        self._results: dict[str, asyncio.Future[DeliveryResult]] = {}
+        self._wants_report: dict[str, bool] = {}
+        self.aborted: list[MessageAborted] = []
+        self.closed = False
+        self._ended = False
+
+    @property
+    def local_uri(self) -> MsrpUri:
+        return self.engine.local_uri
+
+    @property
+    def path(self) -> list[MsrpUri]:
+        return [self.engine.local_uri]
+
+    async def start(
+        self, remote_path: list[MsrpUri], *, active: bool, timeout: float = 30.0
+    ) -> None:
+        """Connect to the peer: open (``active``) or await (passive) the connection.
+
+        The active side sends an empty SEND at once so the passive side learns
+        which session the connection carries (RFC 4975 §7.1.1 / RFC 6135).
+        """
+        self.engine.remote_path = list(remote_path)
+        self._active = active
+        if active:
+            protocol = await asyncio.wait_for(self.endpoint._connect(remote_path[0]), timeout)
+            protocol.conn.attach(self.engine)
+            self._protocol = protocol
+            self._bound.set()
+            self.engine.send_keepalive()
+            protocol.pump()
+        else:
+            await asyncio.wait_for(self._bound.wait(), timeout)
+
+    def send_nowait(
+        self,
+        content_type: str,
+        body: bytes,
+        *,
+        success_report: bool = False,
+        failure_report: str = "yes",
+        message_id: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> asyncio.Future[DeliveryResult]:
+        """Queue a message; the future resolves with its :class:`DeliveryResult`."""
+        if self.closed or self._protocol is None:
+            raise ConnectionError("session is not connected")
+        mid = self.engine.send_message(
+            content_type,
+            body,
+            success_report=success_report,
+            failure_report=failure_report,
+            message_id=message_id,
+            headers=headers,
+        )
+        future: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
+        self._results[mid] = future
+        self._wants_report[mid] = success_report
+        self._protocol.schedule_pump()
+        return future
+
+    async def send(
+        self,
+        content_type: str,
+        body: bytes,
+        *,
+        success_report: bool = False,
+        failure_report: str = "yes",
+        message_id: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> DeliveryResult:
+        """Send a message and wait until it is delivered, sent or failed."""
+        return await self.send_nowait(
+            content_type,
+            body,
+            success_report=success_report,
+            failure_report=failure_report,
+            message_id=message_id,
+            headers=headers,
+        )
+
+    def abort(self, message_id: str) -> None:
+        """Abort an outgoing message (its next chunk ends with ``#``)."""
+        self.engine.abort_message(message_id)
+        if self._protocol is not None:
+            self._protocol.schedule_pump()
+
+    def refuse(self, message_id: str) -> None:
+        """Refuse an incoming message midway: the sender gets 413 on its next chunk."""
+        self.engine.refuse_message(message_id)
+
+    async def receive(self) -> MessageReceived:
+        """The next incoming message; raises ConnectionError when the session ends."""
+        message = await self._queue.get()
+        if message is None:
+            self._queue.put_nowait(None)
+            raise ConnectionError("session closed")
+        if self._protocol is not None:
+            self._protocol._resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[MessageReceived]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[MessageReceived]:
+        while True:
+            try:
+                yield await self.receive()
+            except ConnectionError:
+                return
+
+    def _handle(self, events: list[SessionEvent]) -> None:
+        for event in events:
+            if isinstance(event, MessageReceived):
+                self._queue.put_nowait(event)
+                if (
+                    self._queue.qsize() >= self.endpoint.config.incoming_queue
+                    and self._protocol is not None
+                ):
+                    self._protocol._pause_reading()
+            elif isinstance(event, MessageAborted):
+                self.aborted.append(event)
+            elif isinstance(event, MessageDelivered):
+                self._resolve(DeliveryResult(event.message_id, "delivered"))
+            elif isinstance(event, MessageSent):
+                if not self._wants_report.get(event.message_id, False):
+                    self._resolve(DeliveryResult(event.message_id, "sent"))
+            elif isinstance(event, MessageFailed):
+                self._resolve(DeliveryResult(event.message_id, "failed", event.code, event.reason))
+        if self._protocol is None and self._bound.is_set() and not self.closed:
+            self._lost()
+
+    def _resolve(self, result: DeliveryResult) -> None:
+        self._wants_report.pop(result.message_id, None)
+        future = self._results.pop(result.message_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def _lost(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for mid in list(self._results):
+            self._resolve(DeliveryResult(mid, "failed", 0, "connection lost"))
+        self._queue.put_nowait(None)
+
+    async def close(self) -> None:
+        """End the session: pending sends fail, the connection closes when unused."""
+        if self.closed:
+            return
+        self.closed = True
+        self.endpoint._sessions.pop(self.engine.session_id, None)
+        protocol, self._protocol = self._protocol, None
+        self.engine.connection_lost("session closed")
+        self._handle(self.engine.events())
+        self._lost()
+        if protocol is not None:
+            protocol.conn.detach(self.engine)
+            if not protocol.conn.sessions and protocol.transport is not None:
+                protocol._close()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(protocol.closed.wait(), 5)

@@ -1,0 +1,112 @@
+"""Two MSRP endpoints on 127.0.0.1 over real TCP and TLS sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+import trustme
+
+from pyim.msrp.session import SessionConfig
+from pyim.msrp.transport import EndpointConfig, MsrpEndpoint, Session
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture(params=["tcp", "tls"])
+async def pair(
+    request: pytest.FixtureRequest, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> AsyncIterator[tuple[Session, Session]]:
+    """Alice (active) and Bob (passive) connected by one session."""
+    server_ctx, client_ctx = tls if request.param == "tls" else (None, None)
+    config = EndpointConfig(session=SessionConfig(chunk_size=64 * 1024))
+    alice_ep = await MsrpEndpoint.create(
+        config=config, ssl_server=server_ctx, ssl_client=client_ctx
+    )
+    bob_ep = await MsrpEndpoint.create(config=config, ssl_server=server_ctx, ssl_client=client_ctx)
+    alice, bob = alice_ep.new_session(), bob_ep.new_session()
+    assert alice.local_uri.scheme == ("msrps" if server_ctx else "msrp")
+    await asyncio.gather(
+        alice.start(bob.path, active=True, timeout=5),
+        bob.start(alice.path, active=False, timeout=5),
+    )
+    yield alice, bob
+    await alice_ep.close()
+    await bob_ep.close()
+
+
+async def test_short_text_both_ways(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    result = await asyncio.wait_for(alice.send("text/plain", b"Hi Bob", success_report=True), 5)
+    assert result.status == "delivered" and result.ok
+    msg = await asyncio.wait_for(bob.receive(), 5)
+    assert (msg.body, msg.content_type, msg.message_id) == (
+        b"Hi Bob",
+        "text/plain",
+        result.message_id,
+    )
+    back = await asyncio.wait_for(bob.send("text/plain", "Hi Alice ✓".encode()), 5)
+    assert back.status == "sent"
+    assert (await asyncio.wait_for(alice.receive(), 5)).body == "Hi Alice ✓".encode()
+
+
+async def test_50_mib_message_with_success_report(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    body = hashlib.sha256(b"seed").digest() * (50 * 1024 * 1024 // 32)
+    result = await asyncio.wait_for(
+        alice.send("application/octet-stream", body, success_report=True), 60
+    )
+    assert result.status == "delivered"
+    msg = await asyncio.wait_for(bob.receive(), 10)
+    assert len(msg.body) == len(body)
+    assert hashlib.sha256(msg.body).digest() == hashlib.sha256(body).digest()
+
+
+async def test_two_interleaved_messages(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    one = alice.send_nowait("text/plain", b"1" * 1_000_000, success_report=True)
+    two = alice.send_nowait("text/plain", b"2" * 1_000_000, success_report=True)
+    results = await asyncio.wait_for(asyncio.gather(one, two), 20)
+    assert [r.status for r in results] == ["delivered", "delivered"]
+    got = {(await asyncio.wait_for(bob.receive(), 5)).body[:1] for _ in range(2)}
+    assert got == {b"1", b"2"}
+
+
+async def test_aborted_message(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    future = alice.send_nowait("text/plain", b"a" * 5_000_000, message_id="abortme")
+    await asyncio.sleep(0)  # the first chunks are written
+    alice.abort("abortme")
+    result = await asyncio.wait_for(future, 10)
+    assert result.status == "failed"
+    after = await asyncio.wait_for(alice.send("text/plain", b"still here", success_report=True), 5)
+    assert after.status == "delivered"
+    msg = await asyncio.wait_for(bob.receive(), 5)
+    assert msg.body == b"still here"  # the aborted message never surfaced
+    assert [a.message_id for a in bob.aborted] == ["abortme"]
+
+
+async def test_message_refused_midway_with_413(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    future = alice.send_nowait("text/plain", b"r" * 20_000_000, message_id="refuseme")
+    for _ in range(500):
+        if bob.engine.incoming_progress("refuseme"):
+            break
+        await asyncio.sleep(0.01)
+    bob.refuse("refuseme")
+    result = await asyncio.wait_for(future, 10)
+    assert (result.status, result.code) == ("failed", 413)
+    ok = await asyncio.wait_for(alice.send("text/plain", b"next", success_report=True), 5)
+    assert ok.status == "delivered"
+    assert (await asyncio.wait_for(bob.receive(), 5)).body == b"next"
