@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
+from pyim.msrp.sdp import Setup, negotiate_setup
 from pyim.msrp.session import SessionConfig
 from pyim.msrp.transport import EndpointConfig, MsrpEndpoint, Session
 
@@ -110,3 +111,35 @@ async def test_message_refused_midway_with_413(pair: tuple[Session, Session]) ->
     ok = await asyncio.wait_for(alice.send("text/plain", b"next", success_report=True), 5)
     assert ok.status == "delivered"
     assert (await asyncio.wait_for(bob.receive(), 5)).body == b"next"
+
+
+@pytest.mark.parametrize(
+    ("offer_setup", "answer_setup", "offerer_connects"),
+    [
+        (None, None, True),  # RFC 4975 default: the offerer opens the connection
+        (Setup.ACTPASS, Setup.ACTIVE, False),
+        (Setup.ACTIVE, Setup.PASSIVE, True),
+        (Setup.PASSIVE, Setup.ACTIVE, False),
+    ],
+)
+async def test_connection_direction_follows_setup(
+    offer_setup: Setup | None, answer_setup: Setup | None, offerer_connects: bool
+) -> None:
+    alice_ep, bob_ep = await MsrpEndpoint.create(), await MsrpEndpoint.create()
+    try:
+        alice, bob = alice_ep.new_session(), bob_ep.new_session()
+        offer = alice.media_attributes(setup=offer_setup)
+        assert answer_setup == (negotiate_setup(offer_setup) if offer_setup else None)
+        answer = bob.media_attributes(setup=answer_setup)
+        await asyncio.gather(
+            alice.start_negotiated(offer, answer, offerer=True, timeout=5),
+            bob.start_negotiated(answer, offer, offerer=False, timeout=5),
+        )
+        assert alice._protocol is not None and bob._protocol is not None
+        assert alice._protocol.accepted is not offerer_connects
+        assert bob._protocol.accepted is offerer_connects
+        result = await asyncio.wait_for(bob.send("text/plain", b"ok", success_report=True), 5)
+        assert result.status == "delivered"
+    finally:
+        await alice_ep.close()
+        await bob_ep.close()

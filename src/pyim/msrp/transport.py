@@ -34,6 +34,7 @@ from .session_events import (
     MessageSent,
     SessionEvent,
 )
+from .sdp import MsrpMediaAttributes, Setup, active_side, default_setup
 from .uri import MsrpUri
 
 log = logging.getLogger(__name__)
@@ -371,6 +372,31 @@ class Session:
             protocol.pump()
         else:
             await asyncio.wait_for(self._bound.wait(), timeout)
+
+    def media_attributes(
+        self, *, setup: Setup | None = None, accept_types: tuple[str, ...] = ("*",)
+    ) -> MsrpMediaAttributes:
+        """This session's ``m=message`` attributes for an SDP offer or answer."""
+        max_size = self.engine.config.max_message_size
+        return MsrpMediaAttributes(
+            path=tuple(self.path), accept_types=accept_types, max_size=max_size, setup=setup
+        )
+
+    async def start_negotiated(
+        self,
+        local: MsrpMediaAttributes,
+        remote: MsrpMediaAttributes,
+        *,
+        offerer: bool,
+        timeout: float = 30.0,
+    ) -> None:
+        """``start`` with the direction that ``a=setup`` negotiated (RFC 6135).
+
+        A missing ``a=setup`` takes the RFC 4975 default: the offerer connects.
+        """
+        mine = local.setup or default_setup(offer=offerer)
+        theirs = remote.setup or default_setup(offer=not offerer)
+        await self.start(list(remote.path), active=active_side(mine, theirs), timeout=timeout)
 
     def send_nowait(
         self,
