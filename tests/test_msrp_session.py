@@ -273,3 +273,17 @@ def test_bad_byte_range_gets_400() -> None:
     conn.receive_data(raw_send("tid9", B_URI, A_URI, "m1", "5-2/1", b"hi"), 0)
     (answer,) = responses(conn)
     assert answer.code == 400
+
+
+def test_announced_size_does_not_allocate_and_gaps_are_bounded() -> None:
+    b = MsrpSession(B_URI, [A_URI], SessionConfig(max_incoming_bytes=1_000_000))
+    conn = MsrpConnection()
+    conn.attach(b)
+    conn.receive_data(raw_send("big1", B_URI, A_URI, "m1", "1-2/200000000", b"hi", "+"), 0)
+    assert b._buffered == 2  # a huge Byte-Range total reserves nothing
+    far = raw_send("far1", B_URI, A_URI, "m1", "150000000-150000001/200000000", b"xx", "+")
+    conn.receive_data(far, 0)
+    assert [(f.tid, f.code) for f in responses(conn)] == [("big1", 200), ("far1", 413)]
+    assert b._buffered == 0 and not b._incoming
+    conn.receive_data(raw_send("late", B_URI, A_URI, "m1", "3-4/200000000", b"!!", "+"), 0)
+    assert [f.code for f in responses(conn)] == [413]  # the refused message stays refused

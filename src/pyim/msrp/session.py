@@ -54,6 +54,7 @@ class SessionConfig:
     accept_types: tuple[str, ...] = ("*",)
     max_pending_chunks: int = 64
     max_incoming_messages: int = 32
+    max_incoming_bytes: int = 512 * 1024 * 1024  # buffered by all unfinished messages
 
 
 @dataclass(slots=True)
@@ -154,7 +155,8 @@ class MsrpSession:
         self._outgoing: dict[str, _Outgoing] = {}
         self._transactions: dict[str, _Transaction] = {}
         self._incoming: dict[str, _Incoming] = {}
-        self._refused: set[str] = set()
+        self._refused: OrderedDict[str, None] = OrderedDict()
+        self._buffered = 0
         self._completed: OrderedDict[str, None] = OrderedDict()
         self._events: list[SessionEvent] = []
         self._request: _RequestInProgress | None = None
@@ -227,8 +229,19 @@ class MsrpSession:
 
     def refuse_message(self, message_id: str) -> None:
         """Refuse an incoming message midway: its further chunks get 413 (§7.3)."""
-        self._refused.add(message_id)
-        self._incoming.pop(message_id, None)
+        self._refuse(message_id)
+
+    def _refuse(self, message_id: str) -> None:
+        self._refused[message_id] = None
+        if len(self._refused) > 1024:
+            self._refused.popitem(last=False)
+        self._drop_incoming(message_id)
+
+    def _drop_incoming(self, message_id: str) -> _Incoming | None:
+        msg = self._incoming.pop(message_id, None)
+        if msg is not None:
+            self._buffered -= len(msg.buf)
+        return msg
 
     def has_data(self) -> bool:
         return bool(self._control) or any(self._sendable(m) for m in self._queue)
@@ -385,7 +398,7 @@ class MsrpSession:
         limit = self.config.max_message_size
         if limit is not None and br.total is not None and br.total > limit:
             req.status, req.reason = 413, "message larger than max-size"
-            self._refused.add(mid)
+            self._refuse(mid)
             return
         msg = self._incoming.get(mid)
         if msg is None:
@@ -393,8 +406,6 @@ class MsrpSession:
                 req.status, req.reason = 413, "too many messages in progress"
                 return
             msg = _Incoming(mid, ctype, headers, br.total)
-            if br.total is not None:
-                msg.buf = bytearray(br.total)
             self._incoming[mid] = msg
         elif br.total is not None and msg.total is None:
             msg.total = br.total
@@ -420,11 +431,17 @@ class MsrpSession:
         limit = self.config.max_message_size
         if (msg.total is not None and end > msg.total) or (limit is not None and end > limit):
             req.status, req.reason = 413, "message larger than announced or allowed"
-            self._refused.add(msg.message_id)
-            self._incoming.pop(msg.message_id, None)
+            self._refuse(msg.message_id)
             return
-        if len(msg.buf) < end:
-            msg.buf.extend(bytes(end - len(msg.buf)))
+        grow = end - len(msg.buf)
+        if grow > 0:
+            if self._buffered + grow > self.config.max_incoming_bytes:
+                req.status, req.reason = 413, "too much unfinished incoming data"
+                self._refuse(msg.message_id)
+                return
+            self._buffered += grow
+            if pos > len(msg.buf):
+                msg.buf.extend(bytes(pos - len(msg.buf)))
         msg.buf[pos:end] = data
         msg.ranges = _add_range(msg.ranges, pos, end)
         req.position = end
@@ -437,7 +454,7 @@ class MsrpSession:
         if req.status is not None:
             self._respond(req, req.status, req.reason)
             if req.message is not None and req.status == 413:
-                self._incoming.pop(req.message.message_id, None)
+                self._refuse(req.message.message_id)
             return
         if method == "REPORT":
             self._on_report(req.headers)
@@ -447,7 +464,7 @@ class MsrpSession:
         if msg is None:
             return
         if flag == "#":
-            del self._incoming[msg.message_id]
+            self._drop_incoming(msg.message_id)
             self._events.append(MessageAborted(msg.message_id, msg.covered()))
             return
         if flag == "$":
@@ -459,7 +476,7 @@ class MsrpSession:
             self._complete(msg, req)
 
     def _complete(self, msg: _Incoming, req: _RequestInProgress) -> None:
-        del self._incoming[msg.message_id]
+        self._drop_incoming(msg.message_id)
         self._completed[msg.message_id] = None
         if len(self._completed) > 1024:
             self._completed.popitem(last=False)
@@ -539,8 +556,7 @@ class MsrpSession:
         if req is None:
             return
         if req.message is not None and status == 413:
-            self._refused.add(req.message.message_id)
-            self._incoming.pop(req.message.message_id, None)
+            self._refuse(req.message.message_id)
         if status is not None:
             self._respond(req, status, reason)
 
@@ -562,4 +578,5 @@ class MsrpSession:
             self._fail(msg, 0, reason)
         self._queue.clear()
         self._incoming.clear()
+        self._buffered = 0
         self._request = None
