@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
+from pyim.msrp import Frame, FrameEnd, FrameHead, FrameParser
 from pyim.msrp.sdp import Setup, negotiate_setup
 from pyim.msrp.session import SessionConfig
 from pyim.msrp.transport import EndpointConfig, MsrpEndpoint, Session
@@ -143,3 +144,30 @@ async def test_connection_direction_follows_setup(
     finally:
         await alice_ep.close()
         await bob_ep.close()
+
+
+async def test_second_connection_for_a_bound_session_gets_506(
+    pair: tuple[Session, Session], tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    alice, bob = pair
+    ctx = tls[1] if bob.local_uri.scheme == "msrps" else None
+    reader, writer = await asyncio.open_connection(bob.local_uri.host, bob.local_uri.port, ssl=ctx)
+    frame = Frame("intruder1", "SEND")
+    frame.headers.add("To-Path", str(bob.local_uri))
+    frame.headers.add("From-Path", str(alice.local_uri))
+    frame.headers.add("Message-ID", "x1")
+    frame.headers.add("Byte-Range", "1-0/0")
+    writer.write(frame.encode())
+    parser = FrameParser()
+    events: list[object] = []
+    while not any(isinstance(e, FrameEnd) for e in events):
+        data = await asyncio.wait_for(reader.read(4096), 5)
+        assert data, "connection closed without an answer"
+        events += parser.feed(data)
+    assert isinstance(events[0], FrameHead) and (events[0].tid, events[0].code) == (
+        "intruder1",
+        506,
+    )
+    writer.close()
+    ok = await asyncio.wait_for(alice.send("text/plain", b"unharmed", success_report=True), 5)
+    assert ok.status == "delivered"

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 SessionLookup = Callable[[MsrpUri], MsrpSession | None]
 
 
+class WrongConnection(Exception):
+    """Raised by a lookup: the session exists but is bound to another connection (506)."""
+
+
 def first_uri(value: str | None) -> MsrpUri | None:
     """The first URI of a path header, or None when it is missing or malformed."""
     if not value:
@@ -116,7 +120,11 @@ class MsrpConnection:
             return
         session = self.sessions.get(target.session_id or "")
         if session is None and self._lookup is not None:
-            session = self._lookup(target)
+            try:
+                session = self._lookup(target)
+            except WrongConnection:
+                self._reject = (506, "session is bound to another connection")
+                return
             if session is not None:
                 self.attach(session)
         if session is None:

@@ -22,9 +22,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from .connection import MsrpConnection
+from .connection import MsrpConnection, WrongConnection
 from .frame import new_tid
 from .parser import ParserLimits
+from .sdp import MsrpMediaAttributes, Setup, active_side, default_setup
 from .session import MsrpSession, SessionConfig
 from .session_events import (
     MessageAborted,
@@ -34,7 +35,6 @@ from .session_events import (
     MessageSent,
     SessionEvent,
 )
-from .sdp import MsrpMediaAttributes, Setup, active_side, default_setup
 from .uri import MsrpUri
 
 log = logging.getLogger(__name__)
@@ -270,8 +270,10 @@ class MsrpEndpoint:
 
     def _lookup(self, target: MsrpUri) -> MsrpSession | None:
         facade = self._sessions.get(target.session_id or "")
-        if facade is None or facade._bound.is_set() or facade._active:
+        if facade is None or facade.closed:
             return None
+        if facade._bound.is_set() or facade._active:
+            raise WrongConnection(target.session_id)
         return facade.engine
 
     def _facades(self, conn: MsrpConnection) -> list[Session]:
