@@ -171,3 +171,34 @@ async def test_second_connection_for_a_bound_session_gets_506(
     writer.close()
     ok = await asyncio.wait_for(alice.send("text/plain", b"unharmed", success_report=True), 5)
     assert ok.status == "delivered"
+
+
+async def test_several_sessions_share_one_connection() -> None:
+    alice_ep, bob_ep = await MsrpEndpoint.create(), await MsrpEndpoint.create()
+    try:
+        pairs = [(alice_ep.new_session(), bob_ep.new_session()) for _ in range(3)]
+        for alice, bob in pairs:
+            await asyncio.gather(
+                alice.start(bob.path, active=True, timeout=5),
+                bob.start(alice.path, active=False, timeout=5),
+            )
+        assert len({id(alice._protocol) for alice, _ in pairs}) == 1
+        assert len(bob_ep._connections) == 1
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    alice.send("text/plain", f"to bob {i}".encode(), success_report=True)
+                    for i, (alice, _) in enumerate(pairs)
+                )
+            ),
+            5,
+        )
+        assert all(r.status == "delivered" for r in results)
+        for i, (_, bob) in enumerate(pairs):
+            assert (await asyncio.wait_for(bob.receive(), 5)).body == f"to bob {i}".encode()
+        await pairs[0][0].close()  # closing one session leaves the others working
+        again = await asyncio.wait_for(pairs[1][0].send("text/plain", b"still"), 5)
+        assert again.status == "sent"
+    finally:
+        await alice_ep.close()
+        await bob_ep.close()
