@@ -18,7 +18,7 @@ from .errors import ParseError
 from .events import BodyData, Event, FrameEnd, FrameHead
 from .frame import Frame, Headers
 from .parser import ParserLimits
-from .session import REASONS, MsrpSession
+from .session import REASONS, MsrpSession, parse_uri_cached
 from .uri import MsrpUri, MsrpUriError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def first_uri(value: str | None) -> MsrpUri | None:
     if not value:
         return None
     try:
-        return MsrpUri.parse(value.split(None, 1)[0])
+        return parse_uri_cached(value.split(None, 1)[0])
     except (MsrpUriError, ValueError):
         return None
 
@@ -202,5 +202,9 @@ class MsrpConnection:
             session.handle_timeout(now)
 
     def connection_lost(self, reason: str = "connection lost") -> None:
+        if self.error is None and (self._current_head is not None or self._parser.buffered):
+            # the peer went away inside a frame: what it sent is dropped, but counted
+            self.stats["truncated_frames"] += 1
+            log.info("MSRP connection lost inside a frame (%s)", reason)
         for session in list(self.sessions.values()):
             session.connection_lost(reason)

@@ -10,11 +10,19 @@ from dataclasses import dataclass, field
 CONTINUATION_FLAGS = frozenset("$+#")
 END_LINE_PREFIX = b"-------"
 _TID_ALPHABET = string.ascii_letters + string.digits
+# Random bytes map onto the alphabet uniformly: 248 = 4 * 62 byte values are kept
+# (b -> alphabet[b % 62]) and the 8 others are dropped (rejection sampling).
+_TID_KEEP = len(_TID_ALPHABET) * (256 // len(_TID_ALPHABET))
+_TID_TABLE = bytes(ord(_TID_ALPHABET[b % len(_TID_ALPHABET)]) for b in range(_TID_KEEP)).ljust(256)
+_TID_DROP = bytes(range(_TID_KEEP, 256))
 
 
 def new_tid(length: int = 12) -> str:
     """A random transaction id (also fit for Message-ID and session-id)."""
-    return "".join(secrets.choice(_TID_ALPHABET) for _ in range(length))
+    out = b""
+    while len(out) < length:  # ends: each round keeps each byte with p = 248/256
+        out += secrets.token_bytes(length + 4).translate(_TID_TABLE, _TID_DROP)
+    return out[:length].decode("ascii")
 
 
 class Headers:
@@ -29,7 +37,7 @@ class Headers:
         """The value of the first field called ``name``, or ``default``."""
         lname = name.lower()
         for key, value in self._items:
-            if key.lower() == lname:
+            if key == name or key.lower() == lname:  # most peers use the usual spelling
                 return value
         return default
 

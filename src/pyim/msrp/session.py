@@ -13,6 +13,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .events import FrameHead
 from .frame import Frame, Headers, new_tid
@@ -42,6 +43,41 @@ REASONS = {
     506: "Wrong Connection",
 }
 KNOWN_METHODS = frozenset({"SEND", "REPORT"})
+
+# Every frame of a session carries the same To-Path and From-Path, so their parsed
+# form is memoised (by exact text; MsrpUri is immutable).  Bounded: at most
+# _MEMO_SIZE entries of at most _MEMO_MAX_KEY characters each, oldest evicted first;
+# text that fails to parse is never stored.
+_MEMO_SIZE = 256
+_MEMO_MAX_KEY = 4096
+_T = TypeVar("_T")
+_uri_memo: dict[str, MsrpUri] = {}
+_path_memo: dict[str, tuple[MsrpUri, ...]] = {}
+
+
+def _remember(memo: dict[str, _T], key: str, value: _T) -> None:
+    if len(key) <= _MEMO_MAX_KEY:
+        if len(memo) >= _MEMO_SIZE:
+            del memo[next(iter(memo))]
+        memo[key] = value
+
+
+def parse_uri_cached(text: str) -> MsrpUri:
+    """:meth:`MsrpUri.parse` through a small bounded memo."""
+    uri = _uri_memo.get(text)
+    if uri is None:
+        uri = MsrpUri.parse(text)
+        _remember(_uri_memo, text, uri)
+    return uri
+
+
+def parse_path_cached(value: str) -> list[MsrpUri]:
+    """:func:`~pyim.msrp.uri.parse_path` through a small bounded memo."""
+    path = _path_memo.get(value)
+    if path is None:
+        path = tuple(parse_path(value))
+        _remember(_path_memo, value, path)
+    return list(path)
 
 
 @dataclass(slots=True)
@@ -358,8 +394,8 @@ class MsrpSession:
         req = _RequestInProgress(head, headers)
         self._request = req
         try:
-            to_path = parse_path(headers.get("To-Path") or "")
-            req.from_path = parse_path(headers.get("From-Path") or "")
+            to_path = parse_path_cached(headers.get("To-Path") or "")
+            req.from_path = parse_path_cached(headers.get("From-Path") or "")
         except (MsrpUriError, ValueError):
             req.status, req.reason = 400, "bad To-Path or From-Path"
             return
@@ -481,7 +517,8 @@ class MsrpSession:
         if len(self._completed) > 1024:
             self._completed.popitem(last=False)
         assert msg.total is not None
-        body = bytes(msg.buf[: msg.total])
+        with memoryview(msg.buf) as view:  # one copy (a bytearray slice would add one)
+            body = bytes(view[: msg.total])
         self.stats["messages_in"] += 1
         self._events.append(MessageReceived(msg.message_id, msg.content_type, body, msg.headers))
         if (msg.headers.get("Success-Report") or "no").lower() == "yes":
