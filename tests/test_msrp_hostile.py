@@ -314,12 +314,6 @@ async def test_oversized_header_block_closes(make_bob: MakeBob, connect: Connect
     await assert_endpoint_healthy(bob)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parser.py: the bytes already buffered when a chunk crosses max_chunk_size are "
-    "counted again by the skip limit, so an oversized chunk that arrives in one read gets "
-    "413 and then a 'frame too large' close (depends on how the input is split)",
-)
 async def test_oversized_chunk_in_one_read_gets_413_and_connection_goes_on(
     make_bob: MakeBob, connect: Connect
 ) -> None:
@@ -445,6 +439,26 @@ async def test_slowloris_closed_after_bind_timeout(make_bob: MakeBob, connect: C
     assert bob.endpoint.stats["closed_timeout"] == 1
     assert bob.endpoint.stats["closed_bad_input"] == 0
     assert not bob.started.done()
+    await assert_endpoint_healthy(bob)
+
+
+async def test_bound_connection_stalled_inside_a_frame_is_closed(
+    make_bob: MakeBob, connect: Connect
+) -> None:
+    bob = await make_bob(EndpointConfig(frame_timeout=1.0))
+    raw = await connect(bob)
+    raw.write(send("bind0001", bob.uri, body=b"hello"))
+    ok((await raw.frames(1))[0], "bind0001", bob)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    data = send("slow0002", bob.uri, body=b"x" * 100)
+    raw.write(data[:40])  # half a frame, then one byte a second: never enough
+    for byte in data[40:43]:
+        await asyncio.sleep(0.3)
+        raw.write(bytes([byte]))
+    assert await raw.closed(timeout=5) == b""
+    assert 1.0 <= loop.time() - start < 5
+    assert bob.endpoint.stats["closed_timeout"] == 1
     await assert_endpoint_healthy(bob)
 
 

@@ -81,6 +81,11 @@ class MsrpConnection:
 
     # -- input ---------------------------------------------------------------------
 
+    @property
+    def in_frame(self) -> bool:
+        """Whether a frame has begun and not ended (its bytes are still coming)."""
+        return self._current_head is not None or self._parser.buffered > 0
+
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the transport.  Check ``error`` afterwards."""
         if self.error is not None:
@@ -202,7 +207,7 @@ class MsrpConnection:
             session.handle_timeout(now)
 
     def connection_lost(self, reason: str = "connection lost") -> None:
-        if self.error is None and (self._current_head is not None or self._parser.buffered):
+        if self.error is None and self.in_frame:
             # the peer went away inside a frame: what it sent is dropped, but counted
             self.stats["truncated_frames"] += 1
             log.info("MSRP connection lost inside a frame (%s)", reason)

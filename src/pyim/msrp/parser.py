@@ -11,6 +11,9 @@ Rules that make the output deterministic:
 * an over-long line is reported as soon as more than ``max_line_length + 1``
   bytes are buffered without a LF, or when a complete line is longer than
   ``max_line_length``, so the error does not depend on how the input is split.
+* after a 413 "chunk too large", the skip to the end-line counts the bytes past
+  ``max_chunk_size`` (whatever part of the body was already handed out), and the
+  frame is "too large" once that count exceeds ``max_chunk_size``.
 """
 
 from __future__ import annotations
@@ -214,8 +217,13 @@ class FrameParser:
         pos, flag = self._find_end()
         if pos:
             if self._body_len + pos > self.limits.max_chunk_size:
+                # Count the skip from where the chunk crossed the limit (not from what
+                # this read held), so "frame too large" does not depend on the split.
+                skipped = self._body_len - self.limits.max_chunk_size
                 self._body_len = 0
-                raise self._recoverable("chunk too large", status=413, prefix=False)
+                err = self._recoverable("chunk too large", status=413, prefix=False)
+                self._skipped = skipped
+                raise err
             self._body_len += pos
             events.append(BodyData(self._tid, bytes(self._buf[:pos])))
         if flag < 0:

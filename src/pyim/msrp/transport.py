@@ -65,7 +65,7 @@ class EndpointConfig:
     parser_limits: ParserLimits = field(default_factory=ParserLimits)
     session: SessionConfig = field(default_factory=SessionConfig)
     bind_timeout: float = 30.0  # an accepted connection must address a session by then
-    idle_timeout: float = 300.0  # a connection without sessions is closed after this
+    frame_timeout: float = 60.0  # a frame begun but silent this long closes the connection
     write_high_water: int = 256 * 1024
     max_connections: int = 1024
     incoming_queue: int = 256  # messages held for a slow reader before reading pauses
@@ -88,6 +88,8 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         self._read_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._guard: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
+        self._last_input = 0.0
         self._pump_scheduled = False
         self.peer: str = "?"
 
@@ -110,7 +112,10 @@ class MsrpConnectionProtocol(asyncio.Protocol):
             self._arm_guard(self.endpoint.config.bind_timeout, "no session bound in time")
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data, self.loop.time())
+        self._last_input = now = self.loop.time()
+        self.conn.receive_data(data, now)
+        if self._stall is None and self.conn.in_frame:
+            self._stall = self.loop.call_later(self.endpoint.config.frame_timeout, self._stalled)
         self._after_input()
         if self.conn.error is not None:
             self.endpoint.stats["closed_bad_input"] += 1
@@ -121,7 +126,7 @@ class MsrpConnectionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.endpoint._connections.discard(self)
-        for handle in (self._timer, self._guard):
+        for handle in (self._timer, self._guard, self._stall):
             if handle is not None:
                 handle.cancel()
         self.conn.connection_lost("connection lost" if exc is None else str(exc))
@@ -202,6 +207,20 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         self._timer = None
         self.conn.handle_timeout(self.loop.time())
         self._after_input()
+
+    def _stalled(self) -> None:
+        """Close a connection whose peer stopped in the middle of a frame (slowloris)."""
+        self._stall = None
+        if not self.conn.in_frame:
+            return
+        silent = self.loop.time() - self._last_input
+        limit = self.endpoint.config.frame_timeout
+        if silent < limit:
+            self._stall = self.loop.call_later(limit - silent, self._stalled)
+            return
+        self.endpoint.stats["closed_timeout"] += 1
+        log.info("MSRP connection %s closed: frame stalled for %.0f s", self.peer, silent)
+        self._close()
 
     def _arm_guard(self, delay: float, reason: str) -> None:
         def expire() -> None:
