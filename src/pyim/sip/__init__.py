@@ -1,0 +1,1 @@
+"""pyim.sip: the SIP engine (sans-IO core + asyncio adapter)."""
