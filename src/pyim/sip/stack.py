@@ -252,7 +252,11 @@ class SipStack:
     def destination_for(request: SipRequest) -> Destination:
         """Where a request goes: its first Route, else its Request-URI (RFC 3263 without DNS)."""
         routes = request.routes
-        uri = routes[0].uri if routes else request.uri
+        return SipStack.destination_for_uri(routes[0].uri if routes else request.uri)
+
+    @staticmethod
+    def destination_for_uri(uri: SipUri) -> Destination:
+        """Transport, host and port of a URI (``transport`` param, sips -> TLS, 5060/5061)."""
         transport = uri.transport
         port = uri.port or (5061 if transport == "tls" else 5060)
         return Destination(transport, uri.maddr or uri.host, port)

@@ -1,0 +1,97 @@
+"""Chat sessions set up by INVITE between two pyim stacks (SIP + MSRP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pyim.msrp.transport import MsrpEndpoint
+from pyim.sip.chat import ChatError, ChatStack
+from pyim.sip.stack import SipStack, StackConfig
+from pyim.sip.transaction import TimerConfig
+from pyim.sip.uri import SipUri
+
+FAST = TimerConfig(T1=0.05, T2=0.4, T4=0.5, trying_delay=0.0)
+
+
+async def make_chat(user: str) -> ChatStack:
+    sip = SipStack(StackConfig(timers=FAST))
+    await sip.start()
+    return ChatStack(sip, await MsrpEndpoint.create(), user=user)
+
+
+async def close_chat(chat: ChatStack) -> None:
+    await chat.close()
+    await chat.msrp.close()
+    await chat.sip.close()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[ChatStack, ChatStack]]:
+    alice, bob = await make_chat("alice"), await make_chat("bob")
+    yield alice, bob
+    await close_chat(alice)
+    await close_chat(bob)
+
+
+def uri_of(chat: ChatStack, transport: str) -> SipUri:
+    host, port = chat.sip.local_address(transport)
+    params = (("transport", transport),) if transport != "udp" else ()
+    return SipUri(scheme="sip", user=chat.user, host=host, port=port, params=params)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("pjsua_dialect", [False, True])
+async def test_invite_chat_both_ways_and_bye(
+    pair: tuple[ChatStack, ChatStack], transport: str, pjsua_dialect: bool
+) -> None:
+    alice, bob = pair
+    outgoing = await asyncio.wait_for(
+        alice.invite(uri_of(bob, transport), pjsua_dialect=pjsua_dialect), 10
+    )
+    incoming = await asyncio.wait_for(bob.accept(), 10)
+    assert (b"m=audio" in outgoing.local_sdp.encode()) is pjsua_dialect
+    assert (b"a=inactive" in incoming.local_sdp.encode()) is pjsua_dialect
+    result = await asyncio.wait_for(outgoing.send("Hi Bob"), 5)
+    assert result.status == "delivered"
+    assert (await asyncio.wait_for(incoming.receive(), 5)).body == b"Hi Bob"
+    back = await asyncio.wait_for(incoming.send("Hi Alice"), 5)
+    assert back.status == "delivered"
+    assert (await asyncio.wait_for(outgoing.receive(), 5)).body == b"Hi Alice"
+    await asyncio.wait_for(outgoing.close(), 10)
+    await asyncio.wait_for(incoming.closed.wait(), 5)
+    assert not bob._sessions and not alice._sessions
+
+
+async def test_invite_without_message_stream_is_refused_with_488(
+    pair: tuple[ChatStack, ChatStack],
+) -> None:
+    alice, bob = pair
+    target = uri_of(bob, "udp")
+    sdp = (
+        b"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    invite = alice.sip.new_request(
+        "INVITE",
+        target,
+        from_=alice.sip.contact("udp", "alice").with_tag("t1"),
+        to=alice.sip.contact("udp", "bob"),
+        body=sdp,
+        content_type="application/sdp",
+    )
+    response = await asyncio.wait_for(alice.sip.send(invite), 5)
+    assert response.status == 488
+
+
+async def test_invite_to_nobody_fails_cleanly(pair: tuple[ChatStack, ChatStack]) -> None:
+    alice, _ = pair
+    dead = SipUri(
+        scheme="sip", user="ghost", host="127.0.0.1", port=9, params=(("transport", "tcp"),)
+    )
+    with pytest.raises(ChatError) as info:
+        await asyncio.wait_for(alice.invite(dead), 15)
+    assert info.value.status in (408, 503)
+    assert not alice.msrp._sessions  # the MSRP session prepared for the offer is gone
