@@ -31,6 +31,13 @@ APT_PACKAGES=(
     build-essential # C compiler for the Cython extension
     openssl         # throw-away TLS certificates (scripts/build_pjsip.sh, TLS tests)
     ca-certificates
+    # Real SIP peers for the SIP-core interop tests (tests/peers.py, deploy/kamailio/):
+    # Kamailio 5.6 proxy/registrar (+ its msrp relay module in extra-modules, TLS
+    # transport) and sipp (Debian package sip-tester: /usr/bin/sipp).
+    kamailio
+    kamailio-extra-modules
+    kamailio-tls-modules
+    sip-tester
 )
 # ---------------------------------------------------------------------------------------
 
