@@ -548,7 +548,15 @@ class Kamailio:
 
 # Arguments some scenarios need whoever runs them (see each file's header comment).
 SCENARIO_ARGS: dict[str, list[str]] = {"uac_invite_retrans.xml": ["-nr"]}
-SCENARIO_KEYS: dict[str, dict[str, str]] = {"uac_register_auth.xml": {"expires": "300"}}
+# Defaults of the scenario keys ([msrp_port]: where the sipp UAC's a=path points; a
+# test that lets the answerer connect there overrides it with a port it listens on).
+SCENARIO_KEYS: dict[str, dict[str, str]] = {
+    "uac_register_auth.xml": {"expires": "300"},
+    "uac_msrp_invite.xml": {"msrp_port": "2855"},
+    "uac_invite_retrans.xml": {"msrp_port": "2855"},
+    "uac_cancel.xml": {"msrp_port": "2855"},
+    "uas_msrp.xml": {"msrp_port": "2856"},
+}
 
 
 @dataclass

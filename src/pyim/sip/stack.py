@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..digest import CredentialsRejected, DigestClient, DigestError
+from .dialog import new_tag
 from .headers import CSeq, HeaderError, Via
 from .message import SipHeaders, SipRequest, SipResponse, reason_phrase
 from .parser import SipParseError
@@ -59,6 +60,7 @@ SUPPORTED_METHODS = (
     "UPDATE",
     "INFO",
 )
+DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 SUPPORTED_EXTENSIONS: tuple[str, ...] = ("timer", "path", "outbound")
 
 
@@ -75,7 +77,11 @@ class StackConfig:
 
 @dataclass(slots=True)
 class IncomingRequest:
-    """A new request for the application; ``respond`` answers it (statefully)."""
+    """A new request for the application; ``respond`` answers it (statefully).
+
+    Every response but a 100 to a request without a To tag gets one (§8.2.6.2):
+    ``to_tag`` when given, else ``local_tag``, chosen once and kept for the next ones.
+    """
 
     stack: SipStack
     request: SipRequest
@@ -83,6 +89,7 @@ class IncomingRequest:
     transaction: ServerTransaction | None
     responded: bool = False
     final: SipResponse | None = None
+    local_tag: str | None = None
 
     def respond(
         self,
@@ -95,7 +102,12 @@ class IncomingRequest:
         to_tag: str | None = None,
         contact: bool | NameAddr = False,
     ) -> SipResponse:
+        if status != 100 and self.request.to.tag is None:
+            to_tag = self.local_tag = to_tag or self.local_tag or new_tag()
         response = self.request.response(status, reason, to_tag=to_tag)
+        if self.request.method in DIALOG_METHODS and 100 < status < 300:
+            for value in self.request.headers.get_all("Record-Route"):  # §12.1.1
+                response.headers.add("Record-Route", value)
         for name, value in headers or ():
             response.headers.add(name, value)
         if contact is not False:
@@ -154,6 +166,9 @@ class SipStack:
             ssl_client=ssl_client,
         )
         self.on_request = on_request
+        # told when the ACK of a 2xx to an INVITE never came (64*T1, any transport): the
+        # TU should end that dialog with a BYE (§13.3.1.4)
+        self.on_ack_timeout: Callable[[SipRequest, SipResponse], None] | None = None
         self.stats: Counter[str] = Counter()
         self._pending: dict[int, _Pending] = {}
         self._retransmits: dict[tuple[str, int], _Retransmit] = {}
@@ -371,16 +386,24 @@ class SipStack:
             self._invites.pop(id(incoming.transaction), None)
         incoming.transaction.respond(response, self.loop.time())
         self._flush()
-        if (
-            incoming.request.method == "INVITE"
-            and 200 <= response.status < 300
-            and not incoming.source.reliable
-        ):
-            self._retransmit_2xx(incoming.request, response, incoming.transaction.destination)
+        if incoming.request.method == "INVITE" and 200 <= response.status < 300:
+            self._retransmit_2xx(
+                incoming.request,
+                response,
+                incoming.transaction.destination,
+                resend=not incoming.source.reliable,
+            )
 
     def _retransmit_2xx(
-        self, invite: SipRequest, response: SipResponse, destination: Destination
+        self,
+        invite: SipRequest,
+        response: SipResponse,
+        destination: Destination,
+        *,
+        resend: bool = True,
     ) -> None:
+        """Wait for the ACK of a 2xx, re-sending the 2xx meanwhile when ``resend``
+        (unreliable transports); without an ACK after 64*T1, tell ``on_ack_timeout``."""
         t1 = self.config.timers.T1
         key = (invite.call_id, invite.cseq.seq)
         entry = _Retransmit(response.encode(), destination, t1, self.loop.time() + 64 * t1)
@@ -393,12 +416,20 @@ class SipStack:
                 del self._retransmits[key]
                 self.stats["2xx_without_ack"] += 1
                 log.info("no ACK for the 2xx of %s", invite.call_id)
+                if self.on_ack_timeout is not None:
+                    try:
+                        self.on_ack_timeout(invite, response)
+                    except Exception:
+                        log.exception("on_ack_timeout failed for %s", invite.call_id)
+                return
+            if not resend:
+                entry.handle = self.loop.call_at(entry.deadline, fire)
                 return
             self.transport.send(entry.data, entry.destination)
             entry.interval = min(entry.interval * 2, self.config.timers.T2)
             entry.handle = self.loop.call_later(entry.interval, fire)
 
-        entry.handle = self.loop.call_later(t1, fire)
+        entry.handle = self.loop.call_later(t1 if resend else 64 * t1, fire)
 
     # -- input --------------------------------------------------------------------------------
 
@@ -413,7 +444,7 @@ class SipStack:
             return
         try:
             reason = f"{reason_phrase(error.status)} ({error.reason})"
-            response = partial.response(error.status, reason)
+            response = partial.response(error.status, reason, to_tag=new_tag())
             self.transactions.send_stateless(response, peer)
         except HeaderError:
             return
@@ -474,7 +505,8 @@ class SipStack:
         if invite is None or invite.final is not None:
             incoming.respond(481)
             return
-        incoming.respond(200)
+        invite.local_tag = invite.local_tag or new_tag()
+        incoming.respond(200, to_tag=invite.local_tag)  # the 487's To tag (§9.2)
         invite.respond(487)
         self._dispatch(incoming)  # the application may want to know (ringing stops)
 
