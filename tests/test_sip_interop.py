@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from peers import Kamailio, SippFactory, free_port
 
+from peers import Kamailio, SippFactory, free_port
 from pyim.digest import DigestClient
 from pyim.msrp.transport import MsrpEndpoint
 from pyim.sip.chat import ChatStack
 from pyim.sip.registration import Registration
-from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
+from pyim.sip.stack import IncomingRequest, SipStack
 from pyim.sip.transaction import Destination
 from pyim.sip.uri import SipUri
 
@@ -81,7 +81,7 @@ async def sink() -> AsyncIterator[MsrpSink]:
 
 
 def sipp_target(chat: ChatStack, transport: str) -> str:
-    return "127.0.0.1:%d" % chat.sip.local_address(transport)[1]
+    return f"127.0.0.1:{chat.sip.local_address(transport)[1]}"
 
 
 async def run_sipp(sipp: SippFactory, scenario: str, **kwargs: object) -> object:
