@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 
 import pytest
+import trustme
 
 from pyim.msrp.transport import MsrpEndpoint
 from pyim.sip.chat import ChatError, ChatStack
@@ -95,3 +97,32 @@ async def test_invite_to_nobody_fails_cleanly(pair: tuple[ChatStack, ChatStack])
         await asyncio.wait_for(alice.invite(dead), 15)
     assert info.value.status in (408, 503)
     assert not alice.msrp._sessions  # the MSRP session prepared for the offer is gone
+
+
+async def test_chat_over_sip_tls_and_msrps() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    chats = []
+    for user in ("alice", "bob"):
+        sip = SipStack(StackConfig(timers=FAST), ssl_server=server_ctx, ssl_client=client_ctx)
+        await sip.start(udp=None, tcp=None, tls=0)
+        msrp = await MsrpEndpoint.create(ssl_server=server_ctx, ssl_client=client_ctx)
+        chats.append(ChatStack(sip, msrp, user=user))
+    alice, bob = chats
+    try:
+        host, port = bob.sip.local_address("tls")
+        target = SipUri(scheme="sips", user="bob", host=host, port=port)
+        outgoing = await asyncio.wait_for(alice.invite(target), 10)
+        incoming = await asyncio.wait_for(bob.accept(), 10)
+        assert b"TCP/TLS/MSRP" in outgoing.local_sdp.encode()
+        assert outgoing.msrp.local_uri.scheme == "msrps"
+        assert (await asyncio.wait_for(outgoing.send("secret"), 5)).status == "delivered"
+        assert (await asyncio.wait_for(incoming.receive(), 5)).body == b"secret"
+        await asyncio.wait_for(outgoing.close(), 10)
+        await asyncio.wait_for(incoming.closed.wait(), 5)
+    finally:
+        for chat in chats:
+            await close_chat(chat)

@@ -29,7 +29,7 @@ from ..msrp.session_events import MessageReceived
 from ..msrp.transport import DeliveryResult, MsrpEndpoint, Session
 from ..msrp.uri import MsrpUri
 from .dialog import Dialog, DialogError, DialogId, new_tag
-from .message import SipRequest
+from .message import SipRequest, SipResponse
 from .sdp import (
     DEFAULT_ACCEPT_TYPES,
     AnswerRejected,
@@ -132,6 +132,14 @@ class ChatStack:
         self._sessions: dict[DialogId, ChatSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         sip.on_request = self.handle
+        sip.on_ack_timeout = self._ack_timeout
+
+    def _ack_timeout(self, invite: SipRequest, response: SipResponse) -> None:
+        """Our 2xx was never ACKed (§13.3.1.4): the session is over, hang it up."""
+        key = DialogId(invite.call_id, response.to.tag or "", invite.from_.tag or "")
+        session = self._sessions.get(key)
+        if session is not None:
+            self._spawn(session.close())
 
     # -- UAC -------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Thin on purpose: bytes go in and out, whole messages come up.  A datagram is one
 message; a stream is cut into messages by Content-Length
 (:class:`~pyim.sip.parser.StreamFramer`), answers RFC 5626 CRLF keep-alive pings
-with a pong, and is closed on input it cannot frame.  Everything above (which
+with a pong, and is closed on input it cannot frame (after a 400/413 when the head
+it refused is an answerable request).  Everything above (which
 message is a retransmission, where a response goes) is the sans-IO core's work.
 
 Connections are found again by the peer's address, so responses and further
@@ -102,6 +103,9 @@ class _Stream(asyncio.Protocol):
         except SipParseError as exc:
             self.layer.stats["stream_errors"] += 1
             log.info("SIP %s connection from %s closed: %s", self.name, self.peer, exc.reason)
+            if self.layer.on_parse_error is not None:
+                # an answerable head (request line + Via) gets its 400/413 before the close
+                self.layer.on_parse_error(exc, self.peer)
             self.close()
             return
         for item in items:
@@ -140,7 +144,8 @@ class SipTransportLayer:
 
     ``on_message(message, peer)`` gets every well-framed message;
     ``on_parse_error(error, peer)`` gets datagrams and stream messages that do not
-    parse (the core decides whether ``error.partial`` can be answered with 400);
+    parse, and stream heads that cannot be framed just before their connection closes
+    (the core decides whether ``error.partial`` can be answered with 400/413);
     ``on_failure(peer, reason)`` tells that a message could not be sent.
     """
 
