@@ -1,4 +1,4 @@
-"""The README's main job: `pyim demo` runs a chat on 127.0.0.1 and shows delivery reports."""
+"""The README's main job: `pyim demo` sets up a chat by INVITE on 127.0.0.1 and shows delivery reports."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ def test_pyim_demo_shows_messages_and_delivery_reports() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    assert "INVITE sip:bob@127.0.0.1" in out and "m=message" in out
     assert "a=setup:actpass" in out and "a=setup:active" in out
     assert "'Hello Bob, are you there?'" in out
     assert out.count("delivered (Success-Report)") == 4
     assert "1000000 bytes in 16 chunks, intact" in out
+    assert "BYE, 200 OK: session closed" in out
     assert "FAILED" not in out and "Traceback" not in proc.stderr
 
 

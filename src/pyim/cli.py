@@ -1,8 +1,9 @@
 """The ``pyim`` command.
 
-``pyim demo`` runs the main job until the application server exists: two MSRP
-endpoints on 127.0.0.1 negotiate a session (the SDP attributes of RFC 4975 §8),
-chat, and show every message with its delivery report.
+``pyim demo`` runs the main job until the application server exists: alice INVITEs
+bob on 127.0.0.1 (SIP over TCP, an SDP offer with ``m=message``), they chat over
+the MSRP session it set up, every message shown with its delivery report, and
+alice hangs up (BYE).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Sequence
 
 from . import __version__
 from .msrp import parser_impl
-from .msrp.sdp import Setup, negotiate_setup
 from .msrp.session import SessionConfig
 from .msrp.transport import DeliveryResult, EndpointConfig, MsrpEndpoint, Session
+from .sip.chat import ChatStack
+from .sip.stack import SipStack, StackConfig
+from .sip.uri import SipUri
 
 SCRIPT = (
     ("alice", "Hello Bob, are you there?"),
@@ -51,26 +54,32 @@ async def _say(sender: str, session: Session, peer: Session, text: str) -> bool:
     return result.ok
 
 
+async def _chat_stack(user: str, config: EndpointConfig) -> ChatStack:
+    sip = SipStack(StackConfig())
+    await sip.start(udp=0, tcp=0)
+    return ChatStack(sip, await MsrpEndpoint.create("127.0.0.1", config=config), user=user)
+
+
 async def demo(file_size: int, interactive: bool) -> int:
     config = EndpointConfig(session=SessionConfig(chunk_size=64 * 1024))
-    alice_ep = await MsrpEndpoint.create("127.0.0.1", config=config)
-    bob_ep = await MsrpEndpoint.create("127.0.0.1", config=config)
+    alice_chat = await _chat_stack("alice", config)
+    bob_chat = await _chat_stack("bob", config)
     try:
-        alice, bob = alice_ep.new_session(), bob_ep.new_session()
-        offer = alice.media_attributes(setup=Setup.ACTPASS, accept_types=("text/plain", "*"))
-        answer = bob.media_attributes(
-            setup=negotiate_setup(offer.setup), accept_types=("text/plain", "*")
+        print(f"pyim {__version__} demo on 127.0.0.1 (MSRP frame parser: {parser_impl})")
+        host, port = bob_chat.sip.local_address("tcp")
+        target = SipUri(
+            scheme="sip", user="bob", host=host, port=port, params=(("transport", "tcp"),)
         )
-        print(f"pyim {__version__} MSRP demo on 127.0.0.1 (frame parser: {parser_impl})")
-        for who, attrs in (("alice offers", offer), ("bob answers", answer)):
-            print(f"  {who}: m=message {attrs.path[0].port} TCP/MSRP *")
-            for line in attrs.to_lines():
-                print(f"      {line}")
-        await asyncio.gather(
-            alice.start_negotiated(offer, answer, offerer=True, timeout=10),
-            bob.start_negotiated(answer, offer, offerer=False, timeout=10),
-        )
-        print(f"[{_stamp()}] session up: bob connected to alice (a=setup:{answer.setup})")
+        print(f"[{_stamp()}] alice: INVITE {target}")
+        outgoing = await asyncio.wait_for(alice_chat.invite(target), 10)
+        incoming = await asyncio.wait_for(bob_chat.accept(), 10)
+        for who, sdp in (("offer", outgoing.local_sdp), ("answer", incoming.local_sdp)):
+            print(f"  {who}:")
+            for line in sdp.encode().decode().splitlines():
+                if line.startswith(("m=", "a=")):
+                    print(f"      {line}")
+        print(f"[{_stamp()}] 200 OK, ACK: MSRP session up, SIP dialog {outgoing.dialog.id.call_id}")
+        alice, bob = outgoing.msrp, incoming.msrp
         ok = True
         peers = {"alice": (alice, bob), "bob": (bob, alice)}
         for sender, text in SCRIPT:
@@ -96,10 +105,15 @@ async def demo(file_size: int, interactive: bool) -> int:
             loop = asyncio.get_running_loop()
             while line := await loop.run_in_executor(None, sys.stdin.readline):
                 ok &= await _say("alice", alice, bob, line.rstrip("\n"))
+        await asyncio.wait_for(outgoing.close(), 10)
+        await asyncio.wait_for(incoming.closed.wait(), 10)
+        print(f"[{_stamp()}] alice: BYE, 200 OK: session closed")
         return 0 if ok else 1
     finally:
-        await alice_ep.close()
-        await bob_ep.close()
+        for chat in (alice_chat, bob_chat):
+            await chat.close()
+            await chat.msrp.close()
+            await chat.sip.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"pyim {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo_p = sub.add_parser("demo", help="two MSRP endpoints on 127.0.0.1 chat")
+    demo_p = sub.add_parser("demo", help="alice INVITEs bob on 127.0.0.1 and they chat")
     demo_p.add_argument("--file-size", type=int, default=5 * 1024 * 1024)
     demo_p.add_argument("-i", "--interactive", action="store_true", help="then chat from stdin")
     sub.add_parser("info", help="print version and parser implementation")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from .uri import (
@@ -25,9 +24,11 @@ from .uri import (
     SipUriError,
     _drop_param,
     _set_param,
+    _split_params,
     find_param,
     format_params,
     parse_header_params,
+    slot_setter,
 )
 
 __all__ = [
@@ -262,21 +263,15 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 
 _VIA = re.compile(
     rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)"
-    r"[ \t]+(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*\.?))"
+    r"[ \t]+(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_\-][A-Za-z0-9_.\-]*))"
     r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
 )
 
 
 _VIA_FAST = re.compile(
-    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*\.?)(?::([0-9]{1,5}))?"
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_\-][A-Za-z0-9_.\-]*)(?::([0-9]{1,5}))?"
     rf"((?:;[{_TOKEN_CHARS}]+(?:=[{_TOKEN_CHARS}:]+)?)*)"
 )
-
-
-def _split_params(text: str) -> Iterator[tuple[str, str | None]]:
-    for item in text[1:].split(";"):
-        name, eq, value = item.partition("=")
-        yield name, value if eq else None
 
 
 def _params_ok(params: Params) -> bool:
@@ -320,16 +315,18 @@ class Via:
         m = _VIA_FAST.fullmatch(value)
         if m is not None:  # SIP/2.0/UDP host:port;name=value... without LWS or quotes
             transport, host, port_text, params_text = m.groups()
-            params = tuple(_split_params(params_text)) if params_text else ()
+            params = _split_params(params_text) if params_text else ()
             port = None if port_text is None else int(port_text)
-            if (port is None or port <= 65535) and _params_ok(params):
+            low = params_text.lower()
+            if (port is None or port <= 65535) and (
+                ("rport=" not in low and ";branch;" not in low + ";") or _params_ok(params)
+            ):
                 via = object.__new__(cls)
-                setattr_ = object.__setattr__
-                setattr_(via, "protocol", "SIP/2.0")
-                setattr_(via, "transport", transport.upper())
-                setattr_(via, "host", host.lower())
-                setattr_(via, "port", port)
-                setattr_(via, "params", params)
+                _set_protocol(via, "SIP/2.0")
+                _set_transport(via, transport if transport.isupper() else transport.upper())
+                _set_host(via, host if host.islower() else host.lower())
+                _set_port(via, port)
+                _set_params(via, params)
                 return via
         return cls._parse_slow(value)
 
@@ -401,6 +398,8 @@ class Via:
         if value is None:
             return True
         assert isinstance(value, str)
+        if not (value.isascii() and value.isdigit() and len(value) <= 5):
+            raise HeaderError(f"invalid rport: {value!r}")
         return int(value)
 
     @property
@@ -424,6 +423,15 @@ class Via:
         return replace(self, params=_drop_param(self.params, name))
 
 
+# Setters of the frozen slots, for building parsed values without the dataclass
+# __init__ (about a third cheaper than object.__setattr__ by name).
+_set_protocol = slot_setter(Via, "protocol")
+_set_transport = slot_setter(Via, "transport")
+_set_host = slot_setter(Via, "host")
+_set_port = slot_setter(Via, "port")
+_set_params = slot_setter(Via, "params")
+
+
 def parse_via_list(value: str) -> list[Via]:
     """Parse a Via header value holding one or more comma-separated via-parms."""
     if "," not in value:
@@ -438,7 +446,24 @@ def parse_via_list(value: str) -> list[Via]:
 
 # -- CSeq -------------------------------------------------------------------------------
 
-_CSEQ_CACHE: dict[str, CSeq] = {}
+_KNOWN_METHODS = frozenset(
+    [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "MESSAGE",
+        "UPDATE",
+        "INFO",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "REFER",
+    ]
+)
 _CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
 
 
@@ -457,28 +482,29 @@ class CSeq:
 
     @classmethod
     def parse(cls, value: str) -> CSeq:
-        """Parse a CSeq value (recent values come from a bounded cache)."""
-        cseq = _CSEQ_CACHE.get(value)
-        if cseq is None:
-            cseq = cls._parse_uncached(value)
-            if cls is CSeq:
-                if len(_CSEQ_CACHE) >= 1024:
-                    _CSEQ_CACHE.clear()
-                _CSEQ_CACHE[value] = cseq
-        return cseq
-
-    @classmethod
-    def _parse_uncached(cls, value: str) -> CSeq:
-        m = _CSEQ.fullmatch(value)
-        if m is None:
-            raise HeaderError(f"invalid CSeq: {value!r}")
-        seq = int(m.group(1))
+        """Parse a CSeq value (LWS allowed between and around the two parts)."""
+        seq_text, _, method = value.partition(" ")
+        if (
+            len(seq_text) > 10
+            or not seq_text.isdigit()
+            or not seq_text.isascii()
+            or (method not in _KNOWN_METHODS and not _TOKEN.fullmatch(method))
+        ):
+            m = _CSEQ.fullmatch(value)
+            if m is None:
+                raise HeaderError(f"invalid CSeq: {value!r}")
+            seq_text, method = m.groups()
+        seq = int(seq_text)
         if seq > MAX_CSEQ:
             raise HeaderError(f"CSeq number out of range: {value!r}")
         cseq = object.__new__(cls)
-        object.__setattr__(cseq, "seq", seq)
-        object.__setattr__(cseq, "method", m.group(2))
+        _set_seq(cseq, seq)
+        _set_method(cseq, method)
         return cseq
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+_set_seq = slot_setter(CSeq, "seq")
+_set_method = slot_setter(CSeq, "method")

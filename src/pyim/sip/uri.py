@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, overload
 from urllib.parse import unquote
@@ -32,6 +32,7 @@ __all__ = [
     "Params",
     "SipUri",
     "SipUriError",
+    "check_name_addr",
     "find_param",
     "format_params",
     "parse_header_params",
@@ -94,6 +95,9 @@ _HEADER_PARAM = re.compile(
     rf"(?:[ \t]*=[ \t]*([{_TOKEN_CHARS}:]+|\[[0-9A-Fa-f:.]+\]|{_QUOTED}))?[ \t]*"
 )
 _QUOTED_AT = re.compile(_QUOTED)
+_HEADER_PARAMS_PLAIN = re.compile(
+    rf"(?:;[{_TOKEN_CHARS}]+(?:=(?:[{_TOKEN_CHARS}:]+|\[[0-9A-Fa-f:.]+\]))?)+"
+)
 _NAME_ADDR_FAST = re.compile(
     rf'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*|([{_TOKEN_CHARS}]+(?:[ \t]+[{_TOKEN_CHARS}]+)*)[ \t]*)?'
     r"<([^<>\x00-\x20\"]+)>"
@@ -109,6 +113,13 @@ _NEEDS_ESCAPE = re.compile(r'(["\\])')
 def _pname(name: str) -> str:
     """A parameter name in comparable form (escapes decoded, lower case)."""
     return (unquote(name) if "%" in name else name).lower()
+
+
+def slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The setter of slot ``name`` of ``cls``: builds frozen slotted dataclasses
+    without their ``__init__`` (a third cheaper than ``object.__setattr__``)."""
+    setter: Callable[[object, object], None] = getattr(cls, name).__set__
+    return setter
 
 
 def find_param(params: Params, name: str, default: _T) -> str | _T | None:
@@ -150,6 +161,9 @@ def parse_header_params(text: str, start: int = 0) -> Params:
     end = len(text)
     if start >= end:
         return ()
+    m = _HEADER_PARAMS_PLAIN.fullmatch(text, start)
+    if m is not None:  # no LWS, no quoted string: the common case
+        return _split_params(text[start:])
     params: list[tuple[str, str | None]] = []
     match = _HEADER_PARAM.match
     pos = start
@@ -267,7 +281,7 @@ class SipUri:
                     password,
                     host.lower(),
                     None if port_text is None else int(port_text),
-                    tuple(_split_params(params_text)) if params_text else (),
+                    _split_params(params_text) if params_text else (),
                     (),
                     None,
                     text,
@@ -451,17 +465,20 @@ def _check_host(host: str) -> str:
     return low
 
 
-def _split_params(text: str) -> Iterator[tuple[str, str | None]]:
+def _split_params(text: str) -> Params:
+    """``;a=1;b`` -> ``(("a", "1"), ("b", None))`` (a loop: faster than a comprehension
+    on CPython 3.11 for the few parameters of a header)."""
+    out = []
     for item in text[1:].split(";"):
         name, eq, value = item.partition("=")
-        yield name, value if eq else None
+        out.append((name, value if eq else None))
+    return tuple(out)
 
 
 def _split_uri_params(text: str) -> Params:
     if not _URI_PARAMS.fullmatch(text):
         raise SipUriError(f"invalid URI parameters: {text!r}")
-    return tuple(_split_params(text))
-
+    return _split_params(text)
 
 
 def _parse_sip(cls: type[SipUri], scheme: str, rest: str, text: str) -> SipUri:
@@ -532,16 +549,15 @@ def _build(
 ) -> SipUri:
     """Make a SipUri from checked parts without running the constructor's checks."""
     uri = object.__new__(cls)
-    setattr_ = object.__setattr__
-    setattr_(uri, "scheme", scheme)
-    setattr_(uri, "user", user)
-    setattr_(uri, "password", password)
-    setattr_(uri, "host", host)
-    setattr_(uri, "port", port)
-    setattr_(uri, "params", params)
-    setattr_(uri, "headers", headers)
-    setattr_(uri, "opaque", opaque)
-    setattr_(uri, "_text", text)
+    _uri_scheme(uri, scheme)
+    _uri_user(uri, user)
+    _uri_password(uri, password)
+    _uri_host(uri, host)
+    _uri_port(uri, port)
+    _uri_params(uri, params)
+    _uri_headers(uri, headers)
+    _uri_opaque(uri, opaque)
+    _uri_text(uri, text)
     return uri
 
 
@@ -589,10 +605,9 @@ class NameAddr:
             except SipUriError as exc:
                 raise SipUriError(f"invalid URI in {text!r}: {exc}") from None
             value = object.__new__(cls)
-            setattr_ = object.__setattr__
-            setattr_(value, "uri", uri)
-            setattr_(value, "display", quoted if quoted is not None else words)
-            setattr_(value, "params", parse_header_params(text, m.end()))
+            _na_uri(value, uri)
+            _na_display(value, quoted if quoted is not None else words)
+            _na_params(value, parse_header_params(text, m.end()))
             return value
         text = text.strip(" \t")
         if not text:
@@ -693,6 +708,42 @@ class NameAddr:
     def without_param(self, name: str) -> NameAddr:
         """A copy without header parameter ``name``."""
         return NameAddr(self.uri, self.display, _drop_param(self.params, name))
+
+
+# Setters of the frozen slots, for building parsed values without the dataclass
+# __init__ (about a third cheaper than object.__setattr__ by name).
+_uri_scheme = slot_setter(SipUri, "scheme")
+_uri_user = slot_setter(SipUri, "user")
+_uri_password = slot_setter(SipUri, "password")
+_uri_host = slot_setter(SipUri, "host")
+_uri_port = slot_setter(SipUri, "port")
+_uri_params = slot_setter(SipUri, "params")
+_uri_headers = slot_setter(SipUri, "headers")
+_uri_opaque = slot_setter(SipUri, "opaque")
+_uri_text = slot_setter(SipUri, "_text")
+_na_uri = slot_setter(NameAddr, "uri")
+_na_display = slot_setter(NameAddr, "display")
+_na_params = slot_setter(NameAddr, "params")
+
+
+def check_name_addr(text: str) -> None:
+    """Raise :class:`SipUriError` unless :meth:`NameAddr.parse` would accept ``text``.
+
+    Cheaper than parsing for the common ``"Name" <sip:...>;tag=...`` form: the
+    parser checks From and To with it and leaves building them to the first access.
+    """
+    if text in _NAME_ADDR_CACHE:
+        return
+    m = _NAME_ADDR_FAST.match(text)
+    if m is not None and (
+        m.end() == len(text) or _HEADER_PARAMS_PLAIN.fullmatch(text, m.end()) is not None
+    ):
+        try:
+            SipUri.parse(m.group(3))
+        except SipUriError as exc:
+            raise SipUriError(f"invalid URI in {text!r}: {exc}") from None
+        return
+    NameAddr.parse(text)
 
 
 def _parse_addr_spec(cls: type[NameAddr], text: str) -> NameAddr:
