@@ -1,4 +1,4 @@
-"""The README's main job: `pyim demo` sets up a chat by INVITE on 127.0.0.1 and shows delivery reports."""
+"""The README's main job: `pyim demo` chats by INVITE on 127.0.0.1 with delivery reports."""
 
 from __future__ import annotations
 
