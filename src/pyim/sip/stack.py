@@ -327,14 +327,25 @@ class SipStack:
         request: SipRequest,
         destination: Destination,
         on_provisional: ProvisionalHandler | None = None,
+        *,
+        proxied: bool = False,
     ) -> tuple[ClientTransaction, asyncio.Future[SipResponse]]:
-        """Stamp a Via and start a client transaction; the future gets its final response."""
-        self._stamp(request, destination)
+        """Stamp a Via and start a client transaction; the future gets its final response.
+
+        ``proxied`` keeps the Via headers already there (a proxy forwarding, §16.6).
+        """
+        self._stamp(request, destination, proxied=proxied)
         tx = self.transactions.send_request(request, destination, self.loop.time())
         future: asyncio.Future[SipResponse] = self.loop.create_future()
         self._pending[id(tx)] = _Pending(tx, future, on_provisional)
         self._flush()
         return tx, future
+
+    def forward_stateless(self, request: SipRequest, destination: Destination) -> None:
+        """Forward a request without a transaction (a proxy's ACK for a 2xx, §16.11)."""
+        self._stamp(request, destination, proxied=True)
+        self.transactions.send_stateless(request, destination)
+        self._flush()
 
     def cancel(self, tx: ClientTransaction) -> None:
         """CANCEL a pending INVITE (§9.1); the INVITE's final response (487) still comes."""
@@ -356,7 +367,10 @@ class SipStack:
         headers.set("CSeq", str(CSeq(request.cseq.seq + 1, request.method)))
         return SipRequest(request.method, request.uri, headers, request.body)
 
-    def _stamp(self, request: SipRequest, destination: Destination) -> None:
+    def _stamp(
+        self, request: SipRequest, destination: Destination, *, proxied: bool = False
+    ) -> None:
+        """Put our Via on top: the only one (a UA), or above the others (a proxy, §16.6)."""
         host, port = self.local_address(
             destination.transport if destination.transport in self.transport.local else "udp"
         )
@@ -366,14 +380,24 @@ class SipStack:
             port=port,
             params=(("branch", self.transactions.new_branch()), ("rport", None)),
         )
-        request.headers.remove("Via")
+        if not proxied:
+            request.headers.remove("Via")
         request.headers.insert(0, "Via", str(via))
+        if proxied:
+            return
         if "Contact" not in request.headers and request.method in ("INVITE", "REGISTER"):
             request.headers.add("Contact", str(self.contact(destination.transport)))
 
     # -- answering --------------------------------------------------------------------------
 
-    def respond(self, incoming: IncomingRequest, response: SipResponse) -> None:
+    def respond(
+        self, incoming: IncomingRequest, response: SipResponse, *, relayed: bool = False
+    ) -> None:
+        """Send a response in the request's server transaction.
+
+        ``relayed``: a proxy passing a downstream response on; the 2xx is then the
+        UAS's to retransmit, not ours (§16.7).
+        """
         if incoming.transaction is None:
             raise RuntimeError("an ACK is not answered")
         if incoming.final is not None:
@@ -386,7 +410,7 @@ class SipStack:
             self._invites.pop(id(incoming.transaction), None)
         incoming.transaction.respond(response, self.loop.time())
         self._flush()
-        if incoming.request.method == "INVITE" and 200 <= response.status < 300:
+        if incoming.request.method == "INVITE" and 200 <= response.status < 300 and not relayed:
             self._retransmit_2xx(
                 incoming.request,
                 response,
