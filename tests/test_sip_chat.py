@@ -126,3 +126,37 @@ async def test_chat_over_sip_tls_and_msrps() -> None:
     finally:
         for chat in chats:
             await close_chat(chat)
+
+
+async def test_reinvite_and_update_refresh_the_target_and_keep_the_session(
+    pair: tuple[ChatStack, ChatStack],
+) -> None:
+    alice, bob = pair
+    outgoing = await asyncio.wait_for(alice.invite(uri_of(bob, "udp")), 10)
+    incoming = await asyncio.wait_for(bob.accept(), 10)
+    dialog = outgoing.dialog
+    new_contact = alice.sip.contact("tcp", "alice")  # alice moves her target to TCP
+    for method in ("INVITE", "UPDATE"):
+        body = outgoing.local_sdp.encode() if method == "INVITE" else b""
+        request = dialog.request(
+            method,
+            body=body,
+            content_type="application/sdp" if body else None,
+            headers=[("Contact", str(new_contact)), ("Session-Expires", "1800")],
+        )
+        request.headers.remove("Contact")
+        request.headers.add("Contact", str(new_contact))
+        response = await asyncio.wait_for(
+            alice.sip.send(request, alice.sip.destination_for(request)), 5
+        )
+        assert response.status == 200
+        dialog.receive_response(request, response)
+        if method == "INVITE":
+            assert b"m=message" in response.body  # the same session, answered again
+            alice.sip.ack(dialog.ack(request), request, alice.sip.destination_for(request))
+    assert incoming.dialog.remote_target == new_contact.uri
+    stale = dialog.request("UPDATE")
+    stale.headers.set("CSeq", f"{dialog.local_seq - 2} UPDATE")  # out of order: 500
+    assert (await asyncio.wait_for(alice.sip.send(stale), 5)).status == 500
+    assert (await asyncio.wait_for(outgoing.send("still on"), 5)).status == "delivered"
+    assert (await asyncio.wait_for(incoming.receive(), 5)).body == b"still on"
