@@ -36,11 +36,13 @@ from .uri import NameAddr, SipUri, SipUriError
 __all__ = [
     "REASON_PHRASES",
     "Method",
+    "PackedMessage",
     "SipHeaders",
     "SipMessage",
     "SipRequest",
     "SipResponse",
     "reason_phrase",
+    "unpack_message",
 ]
 
 
@@ -316,7 +318,10 @@ class SipMessage:
     headers: SipHeaders
     body: bytes
     _raw: bytes | None
-    _raw_state: tuple[SipHeaders, int, bytes, str] | None
+    # what _raw was made from: the headers object, and (its _version, body, start
+    # line) in a tuple of atoms, which the cyclic GC untracks
+    _raw_headers: SipHeaders | None
+    _raw_state: tuple[int, bytes, str] | None
 
     # -- typed views (cached on self.headers) -------------------------------------------
 
@@ -541,10 +546,10 @@ class SipMessage:
         body = self.body
         if (
             state is not None
-            and state[0] is headers
-            and state[1] == headers._version
-            and state[2] is body
-            and state[3] == start
+            and self._raw_headers is headers
+            and state[0] == headers._version
+            and state[1] is body
+            and state[2] == start
         ):
             assert self._raw is not None
             return self._raw
@@ -567,9 +572,30 @@ class SipMessage:
     def _remember(self, data: bytes, start: str) -> None:
         # the slots live in the dataclass subclasses
         object.__setattr__(self, "_raw", data)
-        object.__setattr__(
-            self, "_raw_state", (self.headers, self.headers._version, self.body, start)
+        object.__setattr__(self, "_raw_headers", self.headers)
+        object.__setattr__(self, "_raw_state", (self.headers._version, self.body, start))
+
+    def pack(self) -> PackedMessage:
+        """The message as a tuple of strings, bytes and numbers (and tuples of them),
+        which the cyclic GC stops visiting once it has seen it, for a message kept
+        long but seldom read; :func:`unpack_message` makes an equal message again (a
+        request's URI is returned beside the tuple).  Parsed header values are not
+        kept: they are parsed again on access."""
+        headers = self.headers
+        raw_ok = self._raw is not None and self._raw_headers is headers
+        return (
+            type(self) is SipRequest,
+            tuple(headers._items),
+            tuple(headers._keys),
+            headers._version,
+            self.body,
+            self._raw if raw_ok else None,
+            self._raw_state if raw_ok else None,
+            self._fields(),
         )
+
+    def _fields(self) -> tuple[str | int, str]:
+        raise NotImplementedError
 
 
 @dataclass(slots=True, eq=True)
@@ -581,12 +607,16 @@ class SipRequest(SipMessage):
     headers: SipHeaders = field(default_factory=SipHeaders)
     body: bytes = b""
     _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
-    _raw_state: tuple[SipHeaders, int, bytes, str] | None = field(
+    _raw_headers: SipHeaders | None = field(default=None, init=False, repr=False, compare=False)
+    _raw_state: tuple[int, bytes, str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
+
+    def _fields(self) -> tuple[str | int, str]:
+        return (self.method, "")
 
     def response(
         self,
@@ -646,9 +676,48 @@ class SipResponse(SipMessage):
     headers: SipHeaders = field(default_factory=SipHeaders)
     body: bytes = b""
     _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
-    _raw_state: tuple[SipHeaders, int, bytes, str] | None = field(
+    _raw_headers: SipHeaders | None = field(default=None, init=False, repr=False, compare=False)
+    _raw_state: tuple[int, bytes, str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
     def start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
+
+    def _fields(self) -> tuple[str | int, str]:
+        return (self.status, self.reason)
+
+
+#: What :meth:`SipMessage.pack` returns (see :func:`unpack_message`).
+PackedMessage = tuple[
+    bool,
+    tuple[tuple[str, str], ...],
+    tuple[str, ...],
+    int,
+    bytes,
+    bytes | None,
+    tuple[int, bytes, str] | None,
+    tuple[str | int, str],
+]
+
+
+def unpack_message(packed: PackedMessage, uri: SipUri | None = None) -> SipRequest | SipResponse:
+    """The message :meth:`SipMessage.pack` packed (``uri``: a request's Request-URI),
+    equal to it, its kept bytes (``encode()``) included."""
+    is_request, items, keys, version, body, raw, raw_state, (first, reason) = packed
+    headers = SipHeaders._trusted(list(items), list(keys))
+    headers._version = version
+    message: SipRequest | SipResponse
+    if is_request:
+        if uri is None or not isinstance(first, str):
+            raise ValueError("a packed request needs its URI")
+        message = SipRequest(first, uri, headers, body)
+    else:
+        if not isinstance(first, int):
+            raise ValueError("not a packed response")
+        message = SipResponse(first, reason, headers, body)
+    if raw is not None and raw_state is not None:
+        object.__setattr__(message, "_raw", raw)
+        object.__setattr__(message, "_raw_headers", headers)
+        object.__setattr__(message, "_raw_state", raw_state)
+    return message

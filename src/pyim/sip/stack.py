@@ -111,8 +111,10 @@ class IncomingRequest:
         for name, value in headers or ():
             response.headers.add(name, value)
         if contact is not False:
-            local = self.stack.contact(self.source.transport) if contact is True else contact
-            response.headers.add("Contact", str(local))
+            if contact is True:
+                response.headers.add("Contact", self.stack.contact_text(self.source.transport))
+            else:
+                response.headers.add("Contact", str(contact))
         if body:
             response.headers.add("Content-Type", content_type or "application/sdp")
         response.body = body
@@ -174,10 +176,12 @@ class SipStack:
         self._retransmits: dict[tuple[str, int], _Retransmit] = {}
         self._acks: dict[tuple[str, str, str], tuple[bytes, Destination]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._invites: dict[int, IncomingRequest] = {}  # INVITEs not finally answered
         self._loop: asyncio.AbstractEventLoop | None = None
         self._call_ids = itertools.count(1)
+        self._contacts: dict[tuple[str, str | None, str, int], tuple[NameAddr, str]] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -203,6 +207,8 @@ class SipStack:
         self._retransmits.clear()
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+            self._timer_when = None
         for task in list(self._tasks):
             task.cancel()
         for pending in self._pending.values():
@@ -221,7 +227,18 @@ class SipStack:
 
     def contact(self, transport: str, user: str | None = None) -> NameAddr:
         """Our Contact for a transport: ``<sip:user@host:port;transport=...>``."""
+        return self._contact(transport, user)[0]
+
+    def contact_text(self, transport: str, user: str | None = None) -> str:
+        """``str(self.contact(transport, user))``, made once."""
+        return self._contact(transport, user)[1]
+
+    def _contact(self, transport: str, user: str | None) -> tuple[NameAddr, str]:
         host, port = self.local_address(transport)
+        key = (transport, user, host, port)
+        known = self._contacts.get(key)
+        if known is not None:
+            return known
         params: tuple[tuple[str, str | None], ...] = ()
         scheme = "sip"
         if transport == "tls":
@@ -229,7 +246,11 @@ class SipStack:
         elif transport == "tcp":
             params = (("transport", "tcp"),)
         uri = SipUri(scheme=scheme, user=user, host=host, port=port, params=params)
-        return NameAddr(uri=uri)
+        contact = NameAddr(uri=uri)
+        if len(self._contacts) >= 256:  # users are few in practice; bounded anyway
+            self._contacts.clear()
+        made = self._contacts[key] = (contact, str(contact))
+        return made
 
     # -- building requests ---------------------------------------------------------------
 
@@ -386,7 +407,7 @@ class SipStack:
         if proxied:
             return
         if "Contact" not in request.headers and request.method in ("INVITE", "REGISTER"):
-            request.headers.add("Contact", str(self.contact(destination.transport)))
+            request.headers.add("Contact", self.contact_text(destination.transport))
 
     # -- answering --------------------------------------------------------------------------
 
@@ -516,9 +537,10 @@ class SipStack:
         """A request the core answers itself (§8.2): 483, 420, 501."""
         if request.max_forwards == 0 and request.method not in ("OPTIONS",):
             return 483, []
-        unsupported = [opt for opt in request.require if opt not in SUPPORTED_EXTENSIONS]
-        if unsupported and request.method not in ("CANCEL", "ACK"):
-            return 420, [("Unsupported", ", ".join(unsupported))]
+        if "Require" in request.headers:
+            unsupported = [opt for opt in request.require if opt not in SUPPORTED_EXTENSIONS]
+            if unsupported and request.method not in ("CANCEL", "ACK"):
+                return 420, [("Unsupported", ", ".join(unsupported))]
         if request.method not in SUPPORTED_METHODS:
             return 501, [("Allow", ", ".join(SUPPORTED_METHODS))]
         return None
@@ -599,16 +621,18 @@ class SipStack:
 
     def _arm(self) -> None:
         when = self.transactions.next_timeout()
+        if when == self._timer_when:
+            return  # armed for that already (or None and nothing to arm)
         if self._timer is not None:
-            if when is not None and self._timer.when() == when:
-                return
             self._timer.cancel()
             self._timer = None
+        self._timer_when = when
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_when = None
         events = self.transactions.handle_timeout(self.loop.time())
         self._flush()
         self._handle(events)
