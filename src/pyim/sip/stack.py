@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from ..digest import CredentialsRejected, DigestClient, DigestError
 from .dialog import new_tag
 from .headers import CSeq, HeaderError, Via
-from .message import SipHeaders, SipRequest, SipResponse, reason_phrase
+from .message import (
+    PackedMessage,
+    SipHeaders,
+    SipRequest,
+    SipResponse,
+    reason_phrase,
+    unpack_message,
+)
 from .parser import SipParseError
 from .transaction import (
     AckReceived,
@@ -135,12 +142,21 @@ class _Pending:
 
 @dataclass(slots=True)
 class _Retransmit:
-    """A 2xx to an INVITE retransmitted until its ACK (§13.3.1.4)."""
+    """A 2xx to an INVITE retransmitted until its ACK (§13.3.1.4).
 
+    The INVITE and the 2xx are kept packed (for ``on_ack_timeout``, which rarely
+    runs): held as objects until the ACK, they outlived the GC's young generations
+    under load and made the full passes over the transaction tables more frequent."""
+
+    key: tuple[str, int]
     data: bytes
     destination: Destination
     interval: float
     deadline: float
+    resend: bool
+    invite: PackedMessage
+    invite_uri: SipUri
+    response: PackedMessage
     handle: asyncio.TimerHandle | None = None
 
 
@@ -451,30 +467,43 @@ class SipStack:
         (unreliable transports); without an ACK after 64*T1, tell ``on_ack_timeout``."""
         t1 = self.config.timers.T1
         key = (invite.call_id, invite.cseq.seq)
-        entry = _Retransmit(response.encode(), destination, t1, self.loop.time() + 64 * t1)
+        entry = _Retransmit(
+            key,
+            response.encode(),
+            destination,
+            t1,
+            self.loop.time() + 64 * t1,
+            resend,
+            invite.pack(),
+            invite.uri,
+            response.pack(),
+        )
         self._retransmits[key] = entry
+        entry.handle = self.loop.call_later(t1 if resend else 64 * t1, self._fire_2xx, entry)
 
-        def fire() -> None:
-            if self._retransmits.get(key) is not entry:
-                return
-            if self.loop.time() >= entry.deadline:
-                del self._retransmits[key]
-                self.stats["2xx_without_ack"] += 1
-                log.info("no ACK for the 2xx of %s", invite.call_id)
-                if self.on_ack_timeout is not None:
-                    try:
-                        self.on_ack_timeout(invite, response)
-                    except Exception:
-                        log.exception("on_ack_timeout failed for %s", invite.call_id)
-                return
-            if not resend:
-                entry.handle = self.loop.call_at(entry.deadline, fire)
-                return
-            self.transport.send(entry.data, entry.destination)
-            entry.interval = min(entry.interval * 2, self.config.timers.T2)
-            entry.handle = self.loop.call_later(entry.interval, fire)
-
-        entry.handle = self.loop.call_later(t1 if resend else 64 * t1, fire)
+    def _fire_2xx(self, entry: _Retransmit) -> None:
+        key = entry.key
+        if self._retransmits.get(key) is not entry:
+            return
+        if self.loop.time() >= entry.deadline:
+            del self._retransmits[key]
+            self.stats["2xx_without_ack"] += 1
+            log.info("no ACK for the 2xx of %s", key[0])
+            if self.on_ack_timeout is not None:
+                invite = unpack_message(entry.invite, entry.invite_uri)
+                response = unpack_message(entry.response)
+                assert isinstance(invite, SipRequest) and isinstance(response, SipResponse)
+                try:
+                    self.on_ack_timeout(invite, response)
+                except Exception:
+                    log.exception("on_ack_timeout failed for %s", key[0])
+            return
+        if not entry.resend:
+            entry.handle = self.loop.call_at(entry.deadline, self._fire_2xx, entry)
+            return
+        self.transport.send(entry.data, entry.destination)
+        entry.interval = min(entry.interval * 2, self.config.timers.T2)
+        entry.handle = self.loop.call_later(entry.interval, self._fire_2xx, entry)
 
     # -- input --------------------------------------------------------------------------------
 

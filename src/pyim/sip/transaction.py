@@ -51,7 +51,11 @@ stale, so every timer operation is O(log n) and memory stays bounded.
 Limits: ``max_server_transactions`` (default 100 000) caps the server table; past it a
 new request gets a stateless 503 and a :class:`MessageDiscarded`.  Per transaction
 the layer keeps one ``__slots__`` object (the request, the last response and its
-bytes) and at most two heap entries; nothing is asyncio.  A server transaction whose
+bytes) and at most two heap entries; nothing is asyncio.  A server transaction that
+has its final response keeps both messages packed (tuples of strings and bytes that
+the cyclic GC does not visit) until they are read again
+(:meth:`ServerTransaction.pack`): it lingers 64*T1 for retransmissions, and
+at 2,000 calls/s over UDP some 130,000 of them are alive.  A server transaction whose
 TU never answers stays until :meth:`TransactionLayer.terminate` (§17.2 has no timer
 for it).
 

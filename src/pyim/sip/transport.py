@@ -108,7 +108,8 @@ class _Stream(asyncio.Protocol):
         self.closed = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # a cast, not an isinstance check: uvloop's TCPTransport is no asyncio.Transport
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
