@@ -38,6 +38,10 @@ APT_PACKAGES=(
     kamailio-extra-modules
     kamailio-tls-modules
     sip-tester
+    # The MSRP relay's NAT test (tests/netns.py): network namespaces, veth pairs and
+    # nftables masquerade, built and removed by the test itself.
+    iproute2
+    nftables
 )
 # ---------------------------------------------------------------------------------------
 
