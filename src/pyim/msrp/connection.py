@@ -24,6 +24,7 @@ from .uri import MsrpUri, MsrpUriError
 log = logging.getLogger(__name__)
 
 SessionLookup = Callable[[MsrpUri], MsrpSession | None]
+ResponseWaiter = Callable[[Frame], None]
 
 
 class WrongConnection(Exception):
@@ -65,6 +66,9 @@ class MsrpConnection:
         self._reject: tuple[int, str] | None = None
         self.error: ParseError | None = None
         self.stats: Counter[str] = Counter()
+        # responses to requests sent with send_request (AUTH), by transaction id
+        self._waiters: dict[str, ResponseWaiter] = {}
+        self._waiting: tuple[ResponseWaiter, Frame, list[bytes]] | None = None
 
     # -- sessions ----------------------------------------------------------------
 
@@ -78,6 +82,17 @@ class MsrpConnection:
             self._order.remove(session.session_id)
         if self._current is session:
             self._current = None
+
+    def send_request(self, frame: Frame, on_response: ResponseWaiter) -> None:
+        """Send a request of the connection itself (AUTH to a relay, RFC 4976 §6);
+        its response, whatever its To-Path, goes to ``on_response`` as a Frame."""
+        data = frame.encode()
+        assert frame.tid is not None
+        self._waiters[frame.tid] = on_response
+        self._control.append(data)
+
+    def forget_request(self, tid: str) -> None:
+        self._waiters.pop(tid, None)
 
     # -- input ---------------------------------------------------------------------
 
@@ -108,6 +123,8 @@ class MsrpConnection:
             if isinstance(event, BodyData):
                 if self._current is not None:
                     self._current.on_body(event.data)
+                elif self._waiting is not None and len(self._waiting[2]) < 64:
+                    self._waiting[2].append(event.data)
             elif isinstance(event, FrameHead):
                 self._on_head(event, now)
             elif isinstance(event, FrameEnd):
@@ -118,7 +135,12 @@ class MsrpConnection:
         self._current_head = head
         self._current = None
         self._reject = None
+        self._waiting = None
         headers = Headers(head.headers)
+        if head.method is None and head.tid in self._waiters:
+            frame = Frame(head.tid, None, head.code, head.comment, headers)
+            self._waiting = (self._waiters.pop(head.tid), frame, [])
+            return
         target = first_uri(headers.get("To-Path"))
         if target is None or first_uri(headers.get("From-Path")) is None:
             self._reject = (400, "missing or malformed To-Path/From-Path")
@@ -141,13 +163,20 @@ class MsrpConnection:
     def _on_end(self, end: FrameEnd, now: float) -> None:
         head, session, reject = self._current_head, self._current, self._reject
         self._current_head = self._current = self._reject = None
-        if session is not None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            on_response, frame, body = waiting
+            frame.body = b"".join(body) if head is not None and head.has_body else None
+            frame.flag = end.flag
+            on_response(frame)
+        elif session is not None:
             session.on_frame_end(end.flag, now)
         elif head is not None and reject is not None:
             self._answer(head, *reject)
 
     def _parse_error(self, exc: ParseError) -> None:
         self.stats["parse_errors"] += 1
+        self._waiting = None
         head, session = self._current_head, self._current
         self._current_head = self._current = self._reject = None
         if exc.close:

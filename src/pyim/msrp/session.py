@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     408: "Request Timeout",
     413: "Message Too Large",
@@ -184,6 +185,8 @@ class MsrpSession:
     ) -> None:
         self.local_uri = local_uri
         self.remote_path: list[MsrpUri] = list(remote_path or [])
+        # one's own relays (RFC 4976), crossed before the peer's path: To-Path = route + remote_path
+        self.route: list[MsrpUri] = []
         self.config = config or SessionConfig()
         self._new_id = id_factory
         self._control: deque[bytes] = deque()
@@ -350,7 +353,7 @@ class MsrpSession:
 
     def _request_frame(self, method: str) -> Frame:
         frame = Frame(self._new_id(), method)
-        frame.headers.add("To-Path", format_path(self.remote_path))
+        frame.headers.add("To-Path", format_path(self.route + self.remote_path))
         frame.headers.add("From-Path", str(self.local_uri))
         return frame
 

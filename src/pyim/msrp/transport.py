@@ -22,8 +22,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from ..digest import DigestClient
+from .auth import AuthClient, RelayAuthError, RelayGrant
 from .connection import MsrpConnection, WrongConnection
-from .frame import new_tid
+from .frame import Frame, new_tid
 from .parser import ParserLimits
 from .sdp import MsrpMediaAttributes, Setup, active_side, default_setup
 from .session import MsrpSession, SessionConfig
@@ -92,6 +94,7 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         self._last_input = 0.0
         self._pump_scheduled = False
         self.peer: str = "?"
+        self.keep_open = False  # a connection to one's relay outlives its sessions
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -256,6 +259,7 @@ class MsrpEndpoint:
         self._sessions: dict[str, Session] = {}
         self._connections: set[MsrpConnectionProtocol] = set()
         self._outbound: dict[tuple[str, int, bool], MsrpConnectionProtocol] = {}
+        self._relays: dict[tuple[MsrpUri, ...], MsrpConnectionProtocol] = {}
         self.stats: Counter[str] = Counter()
 
     @classmethod
@@ -278,14 +282,75 @@ class MsrpEndpoint:
         return self
 
     def new_session(
-        self, config: SessionConfig | None = None, session_id: str | None = None
+        self,
+        config: SessionConfig | None = None,
+        session_id: str | None = None,
+        *,
+        relay: RelayGrant | None = None,
     ) -> Session:
-        """A session bound to this endpoint; put ``session.path`` into the SDP."""
+        """A session bound to this endpoint; put ``session.path`` into the SDP.
+
+        With ``relay`` (from :meth:`authenticate`) the session's frames go through
+        that relay: ``path`` is its Use-Path then this endpoint's URI.
+        """
         sid = session_id or new_tid(16)
-        uri = MsrpUri(scheme=self.scheme, host=self.host, port=self.port, session_id=sid)
-        session = Session(self, MsrpSession(uri, config=config or self.config.session))
+        scheme = self.scheme if relay is None else relay.relay.scheme
+        uri = MsrpUri(scheme=scheme, host=self.host, port=self.port, session_id=sid)
+        engine = MsrpSession(uri, config=config or self.config.session)
+        if relay is not None:
+            engine.route = list(reversed(relay.use_path))
+        session = Session(self, engine, relay)
         self._sessions[sid] = session
         return session
+
+    async def authenticate(
+        self,
+        relay: MsrpUri,
+        username: str,
+        password: str | None = None,
+        *,
+        digest: DigestClient | None = None,
+        expires: int | None = None,
+        timeout: float = 10.0,
+    ) -> RelayGrant:
+        """AUTH to ``relay`` (RFC 4976 §6) and keep the connection for the sessions
+        that use it: ``new_session(relay=grant)``.  Raises RelayAuthError.
+
+        ``expires`` is sent only when given (Kamailio 5.6.3 breaks on it).  Calling
+        again on the same relay refreshes the grant over the same connection.
+        """
+        protocol = await asyncio.wait_for(self._connect(relay), timeout)
+        protocol.keep_open = True
+        protocol.conn._lookup = self._relayed_lookup
+        me = MsrpUri(scheme=relay.scheme, host=self.host, port=self.port, session_id=new_tid(16))
+        client = AuthClient(relay, me, digest or DigestClient(username, password), expires=expires)
+        frame: Frame | RelayGrant = client.first_request()
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while isinstance(frame, Frame):
+                answer: asyncio.Future[Frame] = loop.create_future()
+                if protocol.closed.is_set():
+                    raise RelayAuthError(0, "connection to the relay closed")
+                protocol.conn.send_request(frame, answer.set_result)
+                protocol.pump()
+                closed: asyncio.Future[bool] = asyncio.ensure_future(protocol.closed.wait())
+                try:
+                    await asyncio.wait((answer, closed), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closed.cancel()
+                if not answer.done():
+                    protocol.conn.forget_request(client.tid)
+                    raise RelayAuthError(0, "connection to the relay closed")
+                frame = client.on_response(answer.result())
+        self._relays[frame.use_path] = protocol
+        return frame
+
+    def _relayed_lookup(self, target: MsrpUri) -> MsrpSession | None:
+        """Sessions reached through a relay learn their connection from the relay's."""
+        facade = self._sessions.get(target.session_id or "")
+        if facade is None or facade.closed or facade.relay is None:
+            return None
+        return facade.engine
 
     def _lookup(self, target: MsrpUri) -> MsrpSession | None:
         facade = self._sessions.get(target.session_id or "")
@@ -353,9 +418,12 @@ class Session:
     :class:`~pyim.msrp.session_events.MessageReceived`.
     """
 
-    def __init__(self, endpoint: MsrpEndpoint, engine: MsrpSession) -> None:
+    def __init__(
+        self, endpoint: MsrpEndpoint, engine: MsrpSession, relay: RelayGrant | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.engine = engine
+        self.relay = relay
         self._protocol: MsrpConnectionProtocol | None = None
         self._active = False
         self._bound = asyncio.Event()
@@ -372,7 +440,8 @@ class Session:
 
     @property
     def path(self) -> list[MsrpUri]:
-        return [self.engine.local_uri]
+        relays = list(self.relay.use_path) if self.relay is not None else []
+        return [*relays, self.engine.local_uri]
 
     async def start(
         self, remote_path: list[MsrpUri], *, active: bool, timeout: float = 30.0
@@ -384,7 +453,17 @@ class Session:
         """
         self.engine.remote_path = list(remote_path)
         self._active = active
-        if active:
+        if self.relay is not None:
+            # through one's relay both sides connect out; the first SEND binds the path
+            protocol = self.endpoint._relays.get(self.relay.use_path)
+            if protocol is None or protocol.closed.is_set():
+                raise ConnectionError(f"the connection to relay {self.relay.relay} is closed")
+            protocol.conn.attach(self.engine)
+            self._protocol = protocol
+            self._bound.set()
+            self.engine.send_keepalive()
+            protocol.pump()
+        elif active:
             protocol = await asyncio.wait_for(self.endpoint._connect(remote_path[0]), timeout)
             protocol.conn.attach(self.engine)
             self._protocol = protocol
@@ -543,7 +622,11 @@ class Session:
         self._lost()
         if protocol is not None:
             protocol.conn.detach(self.engine)
-            if not protocol.conn.sessions and protocol.transport is not None:
+            if (
+                not protocol.conn.sessions
+                and protocol.transport is not None
+                and not protocol.keep_open
+            ):
                 protocol._close()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(protocol.closed.wait(), 5)

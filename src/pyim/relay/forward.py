@@ -1,0 +1,69 @@
+"""The relay's forwarding rewrite (RFC 4976 §7.3): the pure-Python reference.
+
+:func:`rewrite_head` takes a request's start line and headers as the frame parser
+gives them and returns what the relay needs to route it and the header block to
+send on: To-Path without its first URI, From-Path with that URI in front, then every
+other header in its original order and spelling.  To-Path and From-Path come first
+(RFC 4975 §7.1 asks for it and Kamailio's relay depends on it).
+
+``native/_speedups.pyx`` holds the same function compiled with Cython
+(``pyim.msrp._speedups.rewrite_head``); tests/test_relay_forward_parity.py checks
+that both give the same result or the same error for the same input.  Change both.
+"""
+
+from __future__ import annotations
+
+
+class PathError(ValueError):
+    """To-Path or From-Path is missing, repeated or empty (answer 400)."""
+
+
+def rewrite_head(
+    tid: str, method: str, headers: list[tuple[str, str]]
+) -> tuple[str, str, int, bytes, str]:
+    """Route a request one hop: ``(first, next_hop, hops_left, head, from_path)``.
+
+    ``first`` is the To-Path URI addressed to this relay (as written), ``next_hop``
+    the URI after it (``""`` when none), ``hops_left`` how many URIs remain after
+    ``first``, ``head`` the start line and header lines to forward (without the blank
+    line before a body; ``b""`` when nothing is left to forward) and ``from_path`` the
+    received From-Path value.  Raises :class:`PathError`.
+    """
+    to_path: str | None = None
+    from_path: str | None = None
+    others: list[tuple[str, str]] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname == "to-path":
+            if to_path is not None:
+                raise PathError("more than one To-Path")
+            to_path = value
+        elif lname == "from-path":
+            if from_path is not None:
+                raise PathError("more than one From-Path")
+            from_path = value
+        else:
+            others.append((name, value))
+    if to_path is None or from_path is None:
+        raise PathError("missing To-Path or From-Path")
+    to_uris = to_path.split()
+    from_uris = from_path.split()
+    if not to_uris or not from_uris:
+        raise PathError("empty To-Path or From-Path")
+    first = to_uris[0]
+    hops_left = len(to_uris) - 1
+    if hops_left == 0:
+        return first, "", 0, b"", " ".join(from_uris)
+    lines = [
+        f"MSRP {tid} {method}\r\n",
+        "To-Path: ",
+        " ".join(to_uris[1:]),
+        "\r\nFrom-Path: ",
+        first,
+        " ",
+        " ".join(from_uris),
+        "\r\n",
+    ]
+    for name, value in others:
+        lines.append(f"{name}: {value}\r\n")
+    return first, to_uris[1], hops_left, "".join(lines).encode("utf-8"), " ".join(from_uris)

@@ -1,0 +1,881 @@
+"""The MSRP relay (RFC 4976) over asyncio: listeners, connections, cut-through forwarding.
+
+How a request crosses the relay (§7.3):
+
+1. The frame parser hands out the head; :func:`rewrite_head` (native when built)
+   pops the first To-Path URI, which must be one of this relay's granted paths, and
+   puts it in front of From-Path.
+2. The connection that sent it decides who may use that path: the connection that
+   authenticated it (the owner) may send onwards to any next hop; anyone else may
+   only deliver to the owner (the last hop).  Everything else is refused (403/481)
+   and counted.
+3. The frame goes to the next hop's connection as it arrives: head, then each piece
+   of body, then the end-line (cut-through; a chunk is never held whole).  A long
+   chunk yields to other frames waiting for the same connection: it is ended with
+   ``+`` and its rest follows as a new chunk (RFC 4975 §7.1).  A slow next hop
+   stops the reading of the connections that feed it (bounded memory).
+4. The relay answers 200 hop by hop once the frame is handed on; a failure further
+   on (an error response, no response in time, a lost connection) becomes a failure
+   REPORT to the sender when it asked for one.  Nothing answered 200 is dropped
+   silently.
+
+AUTH for this relay itself is answered by :class:`~pyim.relay.auth.AuthService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from ..msrp import FrameParser, ParserLimits
+from ..msrp.errors import ParseError
+from ..msrp.events import BodyData, Event, FrameEnd, FrameHead
+from ..msrp.frame import Frame, Headers, new_tid
+from ..msrp.headers import ByteRange, HeaderError, Status
+from ..msrp.session import REASONS, parse_uri_cached
+from ..msrp.uri import MsrpUri, MsrpUriError
+from .auth import AuthService, AuthState, Grant
+from .config import Listener, RelayConfig
+from .credentials import credential_lookup, load_ha1_file
+from .forward import PathError
+from .forward import rewrite_head as pure_rewrite_head
+
+log = logging.getLogger(__name__)
+
+RewriteHead = Callable[[str, str, list[tuple[str, str]]], tuple[str, str, int, bytes, str]]
+rewrite_head: RewriteHead
+forward_impl: str
+try:  # the native fast path raises the same PathError
+    from ..msrp._speedups import rewrite_head as _native_rewrite_head
+except ImportError:  # the pure reference when the extension is not built
+    rewrite_head, forward_impl = pure_rewrite_head, "pure"
+else:
+    rewrite_head, forward_impl = _native_rewrite_head, "native"
+if os.environ.get("PYIM_PURE", "") not in ("", "0"):
+    rewrite_head, forward_impl = pure_rewrite_head, "pure"
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    """A request on its way out of one connection: head, body pieces, end-line."""
+
+    tid: str
+    method: str
+    head: bytes
+    has_body: bool
+    upstream: RelayConnection | None
+    first: str  # the URI of this relay the request was sent to
+    from_path: str  # as received: the way back for a REPORT
+    message_id: str | None
+    byte_range: ByteRange | None
+    failure_report: str
+    pieces: deque[bytes] = field(default_factory=deque)
+    ended: bool = False
+    flag: str = "$"
+    head_sent: bool = False
+    body_sent: int = 0  # of the chunk on the wire now
+    offset: int = 0  # of the whole request, over the chunks it was split into
+    part_start: int = 0  # offset at which the chunk on the wire began
+    answered: bool = False  # the upstream has its 200
+    failed: int = 0  # status when it cannot go on
+
+    @property
+    def splittable(self) -> bool:
+        return self.method == "SEND" and self.has_body and self.byte_range is not None
+
+
+@dataclass(slots=True, eq=False)
+class _Txn:
+    """A request forwarded on a connection, waiting for that hop's response."""
+
+    tid: str
+    method: str
+    upstream: RelayConnection | None
+    first: str
+    from_path: str
+    message_id: str | None
+    byte_range: str
+    failure_report: str
+    deadline: float
+
+
+@dataclass(slots=True, eq=False)
+class _Inbound:
+    """The request being received: where it goes or why it is refused."""
+
+    head: FrameHead
+    stream: _Stream | None = None
+    downstream: RelayConnection | None = None
+    code: int = 0
+    reason: str = ""
+    auth_me: MsrpUri | None = None
+
+
+def _end_line(tid: str, flag: str, has_body: bool) -> bytes:
+    return (b"\r\n-------" if has_body else b"-------") + tid.encode() + flag.encode() + b"\r\n"
+
+
+class RelayConnection(asyncio.Protocol):
+    """One TCP/TLS connection of the relay, accepted or opened to a next hop."""
+
+    def __init__(
+        self, relay: Relay, *, listener: Listener | None, target: MsrpUri | None = None
+    ) -> None:
+        self.relay = relay
+        self.listener = listener
+        self.target = target
+        limits = relay.config.limits
+        self.parser = FrameParser(
+            ParserLimits(
+                max_line_length=limits.max_line_length,
+                max_header_bytes=limits.max_header_bytes,
+                max_headers=limits.max_headers,
+                max_chunk_size=limits.max_chunk_size,
+            )
+        )
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = "?"
+        self.peer = "?"
+        self.auth = AuthState("?")
+        self.trusted = False  # authenticated, or relayed a routable frame
+        self.closed = False
+        self._in: _Inbound | None = None
+        self._queue: deque[bytes | _Stream] = deque()
+        self._writing: _Stream | None = None
+        self.queued = 0
+        self._write_paused = False
+        self._read_paused = False
+        self._feeders: set[RelayConnection] = set()
+        self.pending: dict[str, _Txn] = {}
+        self._txn_order: deque[_Txn] = deque()
+        self.last_input = self.created = time.monotonic()
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a cast, not an isinstance check: uvloop's transports are no asyncio.Transport
+        self.transport = tr = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else "?"
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.auth.peer_ip = self.peer_ip
+        high = self.relay.config.limits.write_high_water
+        tr.set_write_buffer_limits(high=high, low=high // 4)
+        if self.listener is not None and not self.relay._admit(self):
+            self.closed = True
+            tr.abort()
+            return
+        self.pump()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_input = time.monotonic()
+        while True:
+            try:
+                events = self.parser.feed(data)
+            except ParseError as exc:
+                self._dispatch(exc.events)
+                self._parse_error(exc)
+                if exc.close or self.closed:
+                    break
+                data = b""
+                continue
+            self._dispatch(events)
+            break
+        inbound = self._in
+        if inbound is not None and inbound.downstream is not None:
+            down = inbound.downstream
+            if down.congested:
+                down._feeders.add(self)
+                self.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.relay._forget(self)
+        inbound, self._in = self._in, None
+        if inbound is not None and inbound.stream is not None and not inbound.stream.ended:
+            # the sender went away inside a chunk: the next hop learns that it is aborted
+            self.relay.stats["truncated_frames"] += 1
+            stream = inbound.stream
+            stream.upstream = None
+            if inbound.downstream is not None:
+                inbound.downstream._end_stream(stream, "#")
+        reason = "connection lost" if exc is None else str(exc)
+        writing, self._writing = self._writing, None
+        streams = [s for s in self._queue if isinstance(s, _Stream)]
+        if writing is not None and writing not in streams:
+            streams.insert(0, writing)
+        self._queue.clear()
+        for stream in streams:
+            self._fail_stream(stream, 408, f"next hop lost: {reason}")
+        for txn in list(self.pending.values()):
+            self._fail_txn(txn, 408, f"next hop lost: {reason}")
+        self.pending.clear()
+        self._txn_order.clear()
+        self._release_feeders()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self.pump()
+
+    # -- reading control ----------------------------------------------------------
+
+    @property
+    def congested(self) -> bool:
+        return self._write_paused or self.queued > self.relay.config.limits.max_queued_bytes
+
+    def pause_reading(self) -> None:
+        if not self._read_paused and self.transport is not None and not self.closed:
+            self._read_paused = True
+            self.transport.pause_reading()
+            self.relay.stats["read_pauses"] += 1
+
+    def resume_reading(self) -> None:
+        if self._read_paused and self.transport is not None and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _release_feeders(self) -> None:
+        feeders, self._feeders = self._feeders, set()
+        for feeder in feeders:
+            feeder.resume_reading()
+
+    # -- input ----------------------------------------------------------------------
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, BodyData):
+                inbound = self._in
+                if inbound is not None and inbound.stream is not None:
+                    stream = inbound.stream
+                    if not stream.failed and inbound.downstream is not None:
+                        stream.pieces.append(event.data)
+                        inbound.downstream.queued += len(event.data)
+                        inbound.downstream.pump()
+            elif isinstance(event, FrameHead):
+                if event.method is None:
+                    self._in = None
+                    self._on_response(event)
+                else:
+                    self._in = self._on_request(event)
+            elif isinstance(event, FrameEnd):
+                self._on_end(event.flag)
+
+    def _on_request(self, head: FrameHead) -> _Inbound:
+        relay = self.relay
+        relay.stats["requests_in"] += 1
+        inbound = _Inbound(head)
+        method = head.method or ""
+        try:
+            first, next_hop, hops, new_head, from_path = rewrite_head(
+                head.tid, method, head.headers
+            )
+        except PathError as exc:
+            return self._refuse(inbound, 400, str(exc))
+        me = relay.our_uri(first)
+        if me is None:
+            return self._refuse(inbound, 481, "To-Path does not start with this relay")
+        if hops == 0:
+            if method == "AUTH":
+                inbound.auth_me = me
+                return inbound
+            return self._refuse(inbound, 481, "no next hop after this relay")
+        grant = relay.auth.lookup(me.session_id)
+        if grant is None:
+            return self._refuse(inbound, 481, "no such path at this relay")
+        from_uris = from_path.split()
+        if first in from_uris or first == next_hop:
+            return self._refuse(inbound, 400, "loop: this relay's URI is already on the path")
+        headers = Headers(head.headers)
+        if grant.owner is self:
+            target = self._next_hop_uri(next_hop)
+            if target is None:
+                return self._refuse(inbound, 400, "bad next hop URI")
+            if relay.our_uri(next_hop) is not None:
+                # both ends use this relay: the next hop is another path granted here
+                return self._local_hop(inbound, next_hop, hops, headers, first, from_path)
+            down = relay.connection_to(target)
+        else:
+            if hops != 1:
+                relay.stats["injection_refused"] += 1
+                log.warning(
+                    "%s: refused %s through %s: path owned by another connection",
+                    self.peer,
+                    method,
+                    first,
+                )
+                return self._refuse(inbound, 403, "this path belongs to another connection")
+            down = grant.owner  # type: ignore[assignment]
+            assert isinstance(down, RelayConnection)
+        self._trust()
+        return self._forward(inbound, down, new_head, headers, first, from_path)
+
+    def _local_hop(
+        self,
+        inbound: _Inbound,
+        next_hop: str,
+        hops: int,
+        headers: Headers,
+        first: str,
+        from_path: str,
+    ) -> _Inbound:
+        """A path of this relay followed by another of its paths: pop both."""
+        head = inbound.head
+        target = self.relay.our_uri(next_hop)
+        grant: Grant | None = None if target is None else self.relay.auth.lookup(target.session_id)
+        if grant is None or hops != 2:
+            return self._refuse(inbound, 481, "no such path at this relay")
+        items = []
+        for name, value in head.headers:
+            lname = name.lower()
+            if lname == "to-path":
+                value = " ".join(value.split()[1:])
+            elif lname == "from-path":
+                value = f"{first} {value}"
+            items.append((name, value))
+        _, _, _, new_head, _ = rewrite_head(head.tid, head.method or "", items)
+        down = grant.owner
+        assert isinstance(down, RelayConnection)
+        self._trust()
+        return self._forward(inbound, down, new_head, headers, next_hop, f"{first} {from_path}")
+
+    def _next_hop_uri(self, text: str) -> MsrpUri | None:
+        try:
+            uri = parse_uri_cached(text)
+        except (MsrpUriError, ValueError):
+            return None
+        return uri if uri.port is not None else None
+
+    def _forward(
+        self,
+        inbound: _Inbound,
+        down: RelayConnection,
+        new_head: bytes,
+        headers: Headers,
+        first: str,
+        from_path: str,
+    ) -> _Inbound:
+        head = inbound.head
+        byte_range: ByteRange | None = None
+        raw_range = headers.get("Byte-Range")
+        if raw_range is not None:
+            with contextlib.suppress(HeaderError):
+                byte_range = ByteRange.parse(raw_range)
+        stream = _Stream(
+            head.tid,
+            head.method or "",
+            new_head,
+            head.has_body,
+            self,
+            first,
+            from_path,
+            headers.get("Message-ID"),
+            byte_range,
+            (headers.get("Failure-Report") or "yes").lower(),
+        )
+        inbound.stream = stream
+        inbound.downstream = down
+        if down.closed:
+            stream.failed = 481
+        else:
+            down._queue.append(stream)
+            down.pump()
+        return inbound
+
+    def _refuse(self, inbound: _Inbound, code: int, reason: str) -> _Inbound:
+        inbound.code, inbound.reason = code, reason
+        self.relay.stats[f"refused_{code}"] += 1
+        log.info(
+            "%s: %s %s refused %d: %s",
+            self.peer,
+            inbound.head.method,
+            inbound.head.tid,
+            code,
+            reason,
+        )
+        return inbound
+
+    def _trust(self) -> None:
+        if not self.trusted:
+            self.trusted = True
+            self.relay._trusted(self)
+
+    def _on_end(self, flag: str) -> None:
+        inbound, self._in = self._in, None
+        if inbound is None:
+            return
+        head = inbound.head
+        if inbound.auth_me is not None:
+            response = self.relay.auth.handle(
+                head.tid, Headers(head.headers), inbound.auth_me, self, self.auth
+            )
+            if response.code == 200:
+                self._trust()
+            self.send_control(response.encode())
+            return
+        stream = inbound.stream
+        if stream is None:
+            self._answer(head, inbound.code, inbound.reason)
+            return
+        if inbound.downstream is not None and not stream.failed:
+            inbound.downstream._end_stream(stream, flag)
+        if stream.failed:
+            self._answer(head, stream.failed, "next hop unreachable")
+        elif stream.method != "REPORT":
+            stream.answered = True
+            self._answer(head, 200, "OK")
+
+    def _answer(self, head: FrameHead, code: int, reason: str) -> None:
+        """A hop-by-hop response (RFC 4975 §7.2), per the request's Failure-Report."""
+        if head.method == "REPORT" or self.closed:
+            return
+        headers = Headers(head.headers)
+        fr = (headers.get("Failure-Report") or "yes").lower()
+        if fr == "no" or (fr == "partial" and code == 200):
+            return
+        frame = Frame(head.tid, code=code, comment=REASONS.get(code, reason))
+        from_path = (headers.get("From-Path") or "").split()
+        to_path = (headers.get("To-Path") or "").split()
+        if from_path:
+            frame.headers.add("To-Path", from_path[0])
+        if to_path:
+            frame.headers.add("From-Path", to_path[0])
+        if code != 200:
+            self.relay.stats[f"answered_{code}"] += 1
+        self.send_control(frame.encode())
+
+    def _on_response(self, head: FrameHead) -> None:
+        txn = self.pending.pop(head.tid, None)
+        if txn is None:
+            self.relay.stats["responses_unmatched"] += 1
+            return
+        code = head.code or 0
+        if txn.method == "AUTH":
+            self._return_auth_response(txn, head)
+        elif code != 200:
+            self._fail_txn(txn, code, head.comment or REASONS.get(code, "error"))
+
+    def _return_auth_response(self, txn: _Txn, head: FrameHead) -> None:
+        """AUTH responses go end to end (§6): back to the connection it came from."""
+        up = txn.upstream
+        if up is None or up.closed:
+            return
+        frame = Frame(head.tid, code=head.code, comment=head.comment)
+        for name, value in head.headers:
+            if name.lower() == "to-path":
+                value = " ".join(value.split()[1:]) or value
+            frame.headers.add(name, value)
+        up.send_control(frame.encode())
+
+    def _parse_error(self, exc: ParseError) -> None:
+        self.relay.stats["parse_errors"] += 1
+        inbound, self._in = self._in, None
+        if exc.close:
+            log.warning("%s: closed on bad input: %s", self.peer, exc.reason)
+            self.relay.stats["closed_bad_input"] += 1
+            if inbound is not None:
+                self._in = inbound  # connection_lost ends its stream with '#'
+            self.close()
+            return
+        if inbound is None or inbound.head.tid != exc.tid:
+            self.relay.stats["unanswerable"] += 1
+            return
+        stream = inbound.stream
+        if stream is not None and inbound.downstream is not None and not stream.failed:
+            inbound.downstream._end_stream(stream, "#")  # the rest will not come
+        if exc.status is not None:
+            self._answer(inbound.head, exc.status, exc.reason)
+
+    # -- output -----------------------------------------------------------------------
+
+    def send_control(self, data: bytes) -> None:
+        """Queue a whole frame of the relay's own (a response or a REPORT)."""
+        if self.closed:
+            return
+        self._queue.append(data)
+        self.pump()
+
+    def _end_stream(self, stream: _Stream, flag: str) -> None:
+        stream.ended = True
+        stream.flag = flag
+        if not self.closed:
+            self.pump()
+
+    def pump(self) -> None:
+        """Write what can be written: the frame on the wire first, then the queue."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        limits = self.relay.config.limits
+        while not self._write_paused:
+            stream = self._writing
+            if stream is None:
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                if isinstance(item, bytes):
+                    transport.write(item)
+                    continue
+                stream = self._writing = item
+            if not stream.head_sent:
+                transport.write(stream.head + b"\r\n" if stream.has_body else stream.head)
+                stream.head_sent = True
+            if stream.pieces:
+                data = b"".join(stream.pieces) if len(stream.pieces) > 1 else stream.pieces[0]
+                stream.pieces.clear()
+                self.queued -= len(data)
+                stream.body_sent += len(data)
+                stream.offset += len(data)
+                transport.write(data)
+                self.relay.stats["body_bytes"] += len(data)
+            if stream.ended:
+                self._finish_chunk(stream, stream.flag)
+                self._writing = None
+                continue
+            if self._queue and stream.splittable and stream.body_sent >= limits.interrupt_after:
+                self._interrupt(stream)
+                continue
+            break
+        if self._feeders and not self.congested:
+            self._release_feeders()
+
+    def _finish_chunk(self, stream: _Stream, flag: str) -> None:
+        assert self.transport is not None
+        self.transport.write(_end_line(stream.tid, flag, stream.has_body))
+        self.relay.stats["frames_forwarded"] += 1
+        if stream.method != "REPORT" and stream.failure_report != "no" and flag != "#":
+            self._expect(stream)
+
+    def _interrupt(self, stream: _Stream) -> None:
+        """End the chunk on the wire with '+' and queue its rest as a new chunk."""
+        self._finish_chunk(stream, "+")
+        self.relay.stats["chunks_split"] += 1
+        br = stream.byte_range
+        assert br is not None
+        old_tid, stream.tid = stream.tid, new_tid(16)
+        start = br.start + stream.offset
+        end = "*" if br.end is None else str(br.end)
+        total = "*" if br.total is None else str(br.total)
+        lines = stream.head.decode("utf-8").split("\r\n")
+        lines[0] = lines[0].replace(f"MSRP {old_tid} ", f"MSRP {stream.tid} ", 1)
+        lines = [
+            f"Byte-Range: {start}-{end}/{total}" if line.lower().startswith("byte-range:") else line
+            for line in lines
+        ]
+        stream.head = "\r\n".join(lines).encode("utf-8")
+        stream.head_sent = False
+        stream.body_sent = 0
+        stream.part_start = stream.offset
+        self._writing = None
+        self._queue.append(stream)
+
+    def _expect(self, stream: _Stream) -> None:
+        br = stream.byte_range
+        if br is not None:
+            start = br.start + stream.part_start
+            end = start + stream.offset - stream.part_start - 1
+            total = "*" if br.total is None else str(br.total)
+            text = f"{start}-{end}/{total}"
+        else:
+            text = ""
+        txn = _Txn(
+            stream.tid,
+            stream.method,
+            stream.upstream,
+            stream.first,
+            stream.from_path,
+            stream.message_id,
+            text,
+            stream.failure_report,
+            time.monotonic() + self.relay.config.limits.transaction_timeout,
+        )
+        self.pending[stream.tid] = txn
+        self._txn_order.append(txn)
+
+    # -- failures ---------------------------------------------------------------------
+
+    def _fail_stream(self, stream: _Stream, code: int, reason: str) -> None:
+        """A request could not be (fully) written to this connection."""
+        if stream.failed:
+            return
+        stream.failed = code
+        self.queued -= sum(len(p) for p in stream.pieces)
+        stream.pieces.clear()
+        if stream.answered:
+            self._report_failure(
+                stream.upstream,
+                stream.first,
+                stream.from_path,
+                stream.message_id,
+                None,
+                stream.failure_report,
+                code,
+                reason,
+                stream.method,
+            )
+
+    def _fail_txn(self, txn: _Txn, code: int, reason: str) -> None:
+        self._report_failure(
+            txn.upstream,
+            txn.first,
+            txn.from_path,
+            txn.message_id,
+            txn.byte_range,
+            txn.failure_report,
+            code,
+            reason,
+            txn.method,
+        )
+
+    def _report_failure(
+        self,
+        up: RelayConnection | None,
+        first: str,
+        from_path: str,
+        message_id: str | None,
+        byte_range: str | None,
+        failure_report: str,
+        code: int,
+        reason: str,
+        method: str,
+    ) -> None:
+        """A failure REPORT (RFC 4975 §7.1.2) back to the sender, if it wants one."""
+        stats = self.relay.stats
+        stats["downstream_failures"] += 1
+        if method != "SEND" or failure_report == "no" or not message_id:
+            stats["failures_unreported"] += 1
+            return
+        if up is None or up.closed:
+            stats["failures_unreported"] += 1
+            log.info("failure %d for %s not reported: the sender is gone", code, message_id)
+            return
+        frame = Frame(new_tid(16), "REPORT")
+        frame.headers.add("To-Path", from_path)
+        frame.headers.add("From-Path", first)
+        frame.headers.add("Message-ID", message_id)
+        if byte_range:
+            frame.headers.add("Byte-Range", byte_range)
+        frame.headers.add("Status", str(Status(0, code, reason[:60])))
+        stats["reports_sent"] += 1
+        log.info("failure REPORT %d for %s: %s", code, message_id, reason)
+        up.send_control(frame.encode())
+
+    # -- time -------------------------------------------------------------------------
+
+    def check_timers(self, now: float) -> None:
+        limits = self.relay.config.limits
+        while self._txn_order and self._txn_order[0].deadline <= now:
+            txn = self._txn_order.popleft()
+            if self.pending.get(txn.tid) is txn:
+                del self.pending[txn.tid]
+                self.relay.stats["downstream_timeouts"] += 1
+                self._fail_txn(txn, 408, "no response from the next hop")
+        if self._txn_order and len(self._txn_order) > 2 * len(self.pending) + 64:
+            self._txn_order = deque(t for t in self._txn_order if self.pending.get(t.tid) is t)
+        in_frame = self._in is not None or self.parser.buffered > 0
+        if in_frame and now - self.last_input > limits.frame_timeout:
+            self.relay.stats["closed_stalled"] += 1
+            log.info("%s: closed, frame stalled", self.peer)
+            self.close()
+        elif self.listener is not None and not self.trusted:
+            if now - self.created > limits.auth_timeout:
+                self.relay.stats["closed_auth_timeout"] += 1
+                log.info("%s: closed, no AUTH in time", self.peer)
+                self.close()
+        elif (
+            not self.auth.grants
+            and not self.pending
+            and not self._queue
+            and now - self.last_input > limits.idle_timeout
+        ):
+            self.relay.stats["closed_idle"] += 1
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.closed = True
+
+
+class Relay:
+    """The relay: its listeners, connections and granted paths."""
+
+    def __init__(self, config: RelayConfig, *, ssl_client: ssl.SSLContext | None = None) -> None:
+        """``ssl_client`` verifies next hops reached over ``msrps`` (default: system CAs)."""
+        self.config = config.validate()
+        table = load_ha1_file(config.ha1_file) if config.ha1_file is not None else {}
+        self.auth = AuthService(
+            config.realm,
+            credential_lookup(table, config.users),
+            config.auth,
+            max_grants=config.limits.max_grants,
+        )
+        self.stats: Counter[str] = Counter()
+        self.connections: set[RelayConnection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._untrusted_per_ip: Counter[str] = Counter()
+        self._outbound: dict[tuple[str, int, bool], RelayConnection] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._addresses: dict[tuple[str, int], MsrpUri] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
+        self.ssl_client = ssl_client or ssl.create_default_context()
+        self.listeners: list[tuple[Listener, int]] = []
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.config.listen:
+            ctx: ssl.SSLContext | None = None
+            if listener.scheme == "msrps":
+                assert listener.cert is not None and listener.key is not None
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ctx.load_cert_chain(listener.cert, listener.key)
+            server = await loop.create_server(
+                lambda lst=listener: RelayConnection(self, listener=lst),
+                listener.host,
+                listener.port,
+                ssl=ctx,
+            )
+            port = server.sockets[0].getsockname()[1]
+            self._servers.append(server)
+            self.listeners.append((listener, port))
+            uri = MsrpUri(scheme=listener.scheme, host=listener.public_host, port=port)
+            self._addresses[(uri.host, port)] = uri
+            log.info("MSRP relay listening on %s (%s:%d)", uri, listener.host, port)
+        self._ticker = asyncio.create_task(self._tick())
+
+    @property
+    def uris(self) -> list[MsrpUri]:
+        """This relay's URIs, one per listener (clients AUTH to these)."""
+        return list(self._addresses.values())
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (graceful: queued data is sent)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for server in self._servers:
+            server.close()
+        for task in list(self._connecting):
+            task.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        for server in self._servers:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        self._servers.clear()
+
+    async def _tick(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check_timers(now)
+            if now - last_sweep > 10:
+                last_sweep = now
+                self.auth.sweep()
+
+    # -- connections ----------------------------------------------------------------
+
+    def _admit(self, conn: RelayConnection) -> bool:
+        limits = self.config.limits
+        ip = conn.peer_ip
+        if len(self.connections) >= limits.max_connections:
+            self.stats["refused_max_connections"] += 1
+        elif self._per_ip[ip] >= limits.max_connections_per_ip:
+            self.stats["refused_per_ip"] += 1
+        elif self._untrusted_per_ip[ip] >= limits.max_unauthenticated_per_ip:
+            self.stats["refused_unauthenticated"] += 1
+        else:
+            self.connections.add(conn)
+            self._per_ip[ip] += 1
+            self._untrusted_per_ip[ip] += 1
+            self.stats["connections_accepted"] += 1
+            return True
+        log.warning("refused a connection from %s (limits)", conn.peer)
+        return False
+
+    def _trusted(self, conn: RelayConnection) -> None:
+        if conn.listener is not None:
+            self._untrusted_per_ip[conn.peer_ip] -= 1
+
+    def _forget(self, conn: RelayConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            if conn.listener is not None:
+                self._per_ip[conn.peer_ip] -= 1
+                if not conn.trusted:
+                    self._untrusted_per_ip[conn.peer_ip] -= 1
+                for counter in (self._per_ip, self._untrusted_per_ip):
+                    if counter[conn.peer_ip] <= 0:
+                        del counter[conn.peer_ip]
+        self.auth.revoke_owner(conn.auth)
+        if conn.target is not None:
+            key = (conn.target.host, conn.target.port or 0, conn.target.is_secure)
+            if self._outbound.get(key) is conn:
+                del self._outbound[key]
+
+    def our_uri(self, text: str) -> MsrpUri | None:
+        """The URI if it names this relay (any session-id), else None."""
+        try:
+            uri = parse_uri_cached(text)
+        except (MsrpUriError, ValueError):
+            return None
+        if (uri.host, uri.port or 0) in self._addresses:
+            return uri
+        return None
+
+    def connection_to(self, uri: MsrpUri) -> RelayConnection:
+        """The connection to a next hop, opened now (frames queue meanwhile) or reused."""
+        key = (uri.host, uri.port or 0, uri.is_secure)
+        conn = self._outbound.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        conn = RelayConnection(self, listener=None, target=uri)
+        self._outbound[key] = conn
+        self.connections.add(conn)
+        task = asyncio.get_running_loop().create_task(self._open(conn, uri))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        return conn
+
+    async def _open(self, conn: RelayConnection, uri: MsrpUri) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = self.ssl_client if uri.is_secure else None
+        try:
+            async with asyncio.timeout(self.config.limits.connect_timeout):
+                await loop.create_connection(
+                    lambda: conn,
+                    uri.host,
+                    uri.port or 2855,
+                    ssl=ctx,
+                    server_hostname=uri.host if ctx is not None else None,
+                )
+            self.stats["connections_opened"] += 1
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            self.stats["connect_failures"] += 1
+            log.warning("cannot reach next hop %s: %s", uri, exc or type(exc).__name__)
+            streams = [s for s in conn._queue if isinstance(s, _Stream)]
+            conn._queue.clear()
+            conn.closed = True
+            self._forget(conn)
+            for stream in streams:
+                conn._fail_stream(stream, 481, f"next hop {uri} unreachable")
+            conn._release_feeders()
