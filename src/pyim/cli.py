@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .msrp import parser_impl
@@ -125,11 +126,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_p.add_argument("--file-size", type=int, default=5 * 1024 * 1024)
     demo_p.add_argument("-i", "--interactive", action="store_true", help="then chat from stdin")
     sub.add_parser("info", help="print version and parser implementation")
+    relay_p = sub.add_parser("relay", help="run the MSRP relay (RFC 4976) as a daemon")
+    relay_p.add_argument("-c", "--config", type=Path, help="TOML config (see pyim.relay.config)")
+    relay_p.add_argument(
+        "--hash-password",
+        metavar="USER",
+        help="print HA1 file lines for USER (password from stdin) and exit",
+    )
+    relay_p.add_argument("--realm", default="pyim", help="realm for --hash-password")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "relay":
+        from .relay import daemon
+
+        if args.hash_password:
+            return daemon.hash_password(args.hash_password, args.realm, ("SHA-256", "MD5"))
+        return daemon.run(args.config)
     if args.command == "info":
         print(f"pyim {__version__}; MSRP frame parser: {parser_impl}")
         return 0

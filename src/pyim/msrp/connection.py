@@ -200,9 +200,8 @@ class MsrpConnection:
         if (headers.get("Failure-Report") or "yes").lower() == "no":
             return
         frame = Frame(head.tid, code=code, comment=REASONS.get(code, reason))
-        prev = first_uri(headers.get("From-Path"))
-        if prev is not None:
-            frame.headers.add("To-Path", str(prev))
+        if first_uri(headers.get("From-Path")) is not None:
+            frame.headers.add("To-Path", " ".join((headers.get("From-Path") or "").split()))
         me = first_uri(headers.get("To-Path"))
         if me is not None:
             frame.headers.add("From-Path", str(me))

@@ -406,8 +406,11 @@ class MsrpSession:
             req.status, req.reason = 481, "To-Path is not this session"
             return
         if self.remote_path and req.from_path[-1] != self.remote_path[-1]:
-            req.status, req.reason = 403, "From-Path is not this session's peer"
-            return
+            # a relay on the way may report a failure itself (RFC 4976 §7.3)
+            relays = self.route + self.remote_path[:-1]
+            if head.method != "REPORT" or req.from_path[-1] not in relays:
+                req.status, req.reason = 403, "From-Path is not this session's peer"
+                return
         if head.method == "SEND":
             self._start_send(req)
         elif head.method != "REPORT":
@@ -539,7 +542,9 @@ class MsrpSession:
             log.info("MSRP %s %s answered %d: %s", req.head.method, req.head.tid, code, reason)
         frame = Frame(req.head.tid, code=code, comment=REASONS.get(code, reason))
         if req.from_path:
-            frame.headers.add("To-Path", str(req.from_path[0]))
+            # the whole From-Path, not only the previous hop: relays that route
+            # responses back (Kamailio's msrp module) need it, hop-by-hop ones ignore it
+            frame.headers.add("To-Path", format_path(req.from_path))
         frame.headers.add("From-Path", str(self.local_uri))
         self._control.append(self._encode(frame))
 

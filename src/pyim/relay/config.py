@@ -117,6 +117,8 @@ class RelayConfig:
                 raise ConfigError(f"{where}.scheme must be 'msrp' or 'msrps', not {lst.scheme!r}")
             if not 0 <= lst.port <= 65535:
                 raise ConfigError(f"{where}.port {lst.port} is out of range")
+            if lst.public_host in ("0.0.0.0", "::", ""):
+                raise ConfigError(f"{where}: a wildcard host needs advertise (the host in URIs)")
             if lst.scheme == "msrps" and (lst.cert is None or lst.key is None):
                 raise ConfigError(f"{where}: msrps needs cert and key")
         auth = self.auth

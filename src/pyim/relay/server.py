@@ -219,6 +219,7 @@ class RelayConnection(asyncio.Protocol):
         for stream in streams:
             self._fail_stream(stream, 408, f"next hop lost: {reason}")
         for txn in list(self.pending.values()):
+            self.relay.waiting.pop(txn.tid, None)
             self._fail_txn(txn, 408, f"next hop lost: {reason}")
         self.pending.clear()
         self._txn_order.clear()
@@ -350,7 +351,9 @@ class RelayConnection(asyncio.Protocol):
         down = grant.owner
         assert isinstance(down, RelayConnection)
         self._trust()
-        return self._forward(inbound, down, new_head, headers, next_hop, f"{first} {from_path}")
+        # a failure is reported straight back on this connection: to the sender's
+        # From-Path, from the path it addressed
+        return self._forward(inbound, down, new_head, headers, first, from_path)
 
     def _next_hop_uri(self, text: str) -> MsrpUri | None:
         try:
@@ -449,8 +452,8 @@ class RelayConnection(asyncio.Protocol):
         frame = Frame(head.tid, code=code, comment=REASONS.get(code, reason))
         from_path = (headers.get("From-Path") or "").split()
         to_path = (headers.get("To-Path") or "").split()
-        if from_path:
-            frame.headers.add("To-Path", from_path[0])
+        if from_path:  # the whole path back (see MsrpSession._respond)
+            frame.headers.add("To-Path", " ".join(from_path))
         if to_path:
             frame.headers.add("From-Path", to_path[0])
         if code != 200:
@@ -458,7 +461,10 @@ class RelayConnection(asyncio.Protocol):
         self.send_control(frame.encode())
 
     def _on_response(self, head: FrameHead) -> None:
-        txn = self.pending.pop(head.tid, None)
+        # Responses come back on the connection the request went out on, except from
+        # relays that route them by To-Path (Kamailio opens a connection of its own)
+        owner = self.relay.waiting.pop(head.tid, None)
+        txn = None if owner is None else owner.pending.pop(head.tid, None)
         if txn is None:
             self.relay.stats["responses_unmatched"] += 1
             return
@@ -603,6 +609,7 @@ class RelayConnection(asyncio.Protocol):
             time.monotonic() + self.relay.config.limits.transaction_timeout,
         )
         self.pending[stream.tid] = txn
+        self.relay.waiting[stream.tid] = self
         self._txn_order.append(txn)
 
     # -- failures ---------------------------------------------------------------------
@@ -681,6 +688,7 @@ class RelayConnection(asyncio.Protocol):
             txn = self._txn_order.popleft()
             if self.pending.get(txn.tid) is txn:
                 del self.pending[txn.tid]
+                self.relay.waiting.pop(txn.tid, None)
                 self.relay.stats["downstream_timeouts"] += 1
                 self._fail_txn(txn, 408, "no response from the next hop")
         if self._txn_order and len(self._txn_order) > 2 * len(self.pending) + 64:
@@ -725,6 +733,7 @@ class Relay:
         )
         self.stats: Counter[str] = Counter()
         self.connections: set[RelayConnection] = set()
+        self.waiting: dict[str, RelayConnection] = {}  # tid -> connection it went out on
         self._per_ip: Counter[str] = Counter()
         self._untrusted_per_ip: Counter[str] = Counter()
         self._outbound: dict[tuple[str, int, bool], RelayConnection] = {}
