@@ -319,6 +319,9 @@ class RelayConnection(asyncio.Protocol):
                     first,
                 )
                 return self._refuse(inbound, 403, "this path belongs to another connection")
+            if not self._is_client_of(grant, next_hop):
+                relay.stats["injection_refused"] += 1
+                return self._refuse(inbound, 403, "the last hop is not this path's client")
             down = grant.owner  # type: ignore[assignment]
             assert isinstance(down, RelayConnection)
         self._trust()
@@ -354,6 +357,17 @@ class RelayConnection(asyncio.Protocol):
         # a failure is reported straight back on this connection: to the sender's
         # From-Path, from the path it addressed
         return self._forward(inbound, down, new_head, headers, first, from_path)
+
+    @staticmethod
+    def _is_client_of(grant: Grant, last_hop: str) -> bool:
+        """Whether ``last_hop`` is at the client that AUTHed for ``grant`` (its host and
+        port: one client, many sessions)."""
+        try:
+            uri = parse_uri_cached(last_hop)
+            client = parse_uri_cached(grant.client.split()[-1])
+        except (MsrpUriError, ValueError, IndexError):
+            return False
+        return uri.host == client.host and uri.port == client.port
 
     def _next_hop_uri(self, text: str) -> MsrpUri | None:
         try:
