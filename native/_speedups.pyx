@@ -1,6 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False, embedsignature=True
-"""pyim.msrp._speedups: the compiled fast path of pyim.msrp.
+"""pyim.msrp._speedups: the compiled fast paths of pyim.msrp and pyim.relay.
+
+``rewrite_head`` is the relay's forwarding rewrite of ``pyim.relay.forward``
+compiled: same results, same ``PathError`` (see its docstring and the section at
+the end of this file; tests/test_relay_forward_parity.py holds it to that).
 
 ``FrameParser`` is the incremental MSRP frame parser of ``pyim.msrp.parser``
 compiled with Cython.  It has the same API and, by design, exactly the same
@@ -43,20 +47,31 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_New
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
+from cpython.unicode cimport (
+    Py_UNICODE_ISSPACE,
+    PyUnicode_AsUTF8String,
+    PyUnicode_DATA,
+    PyUnicode_DecodeUTF8,
+    PyUnicode_1BYTE_KIND,
+    PyUnicode_GET_LENGTH,
+    PyUnicode_KIND,
+    PyUnicode_New,
+    PyUnicode_READ,
+    PyUnicode_Substring,
+)
 from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 import types
 
-from pyim.msrp.errors import ParseError
+from pyim.msrp.errors import ParseError, PathError
 from pyim.msrp.events import BodyData, FrameEnd, FrameHead
 from pyim.msrp.parser import ParserLimits
 
 IMPLEMENTATION = "native"
 
-__all__ = ["IMPLEMENTATION", "FrameParser"]
+__all__ = ["IMPLEMENTATION", "FrameParser", "rewrite_head"]
 
 
 cdef extern from "Python.h":
@@ -989,3 +1004,358 @@ cdef class FrameParser:
         self._recover(E_CHUNK, 413, False)
         self._skipped = skipped
         return R_ERROR
+
+
+# -- the relay's forwarding rewrite -----------------------------------------------------
+#
+# rewrite_head() is pyim.relay.forward.rewrite_head (read its docstring: it is the spec)
+# in C.  For the inputs it is typed for (an exact list of exact (str, str) tuples, str
+# tid and method) it works on the strings in place:
+#
+# * To-Path and From-Path are recognised without lowering the name (an ASCII name is
+#   compared byte by byte, case-insensitively; only a non-ASCII name is lowered, as
+#   the reference does, since str.lower() is Unicode-aware);
+# * the path values are split with a C loop using Py_UNICODE_ISSPACE, which is the
+#   predicate str.split() uses (ASCII whitespace, \x1c-\x1f, and Unicode whitespace
+#   such as U+0085, U+00A0, U+2003, U+3000); a value already in normal form (its URIs
+#   joined by single spaces) is used as it is, or sliced once;
+# * the head is written into one preallocated bytes object with memcpy when every
+#   piece is ASCII (the usual case: its UTF-8 encoding is its data); otherwise it is
+#   written into one str of the right width and encoded to UTF-8, so the result, or
+#   the UnicodeEncodeError (lone surrogates), is exactly the reference's.
+#
+# No GC-tracked object is allocated between reading the headers and writing the head
+# (only str and bytes), so no Python code (a finalizer run by a collection) can change
+# the list in between.  Any other input (a list subclass, a str subclass, a tuple that
+# is not a pair...) goes to the reference itself, which gives the reference's result or
+# error by definition.
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+    Py_UCS4 PyUnicode_MAX_CHAR_VALUE(object o)
+    void PyUnicode_WRITE(int kind, void* data, Py_ssize_t index, Py_UCS4 value)
+
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX < 0x030C0000
+    #define PYIM_UNICODE_READY(o) PyUnicode_READY(o)
+    #else
+    #define PYIM_UNICODE_READY(o) 0
+    #endif
+    """
+    int PYIM_UNICODE_READY(object o) except -1
+
+cdef str S_MSRP = "MSRP "
+cdef str S_SP = " "
+cdef str S_TO_PATH = "\r\nTo-Path: "
+cdef str S_FROM_PATH = "\r\nFrom-Path: "
+cdef str S_COLON = ": "
+cdef str S_CRLF = "\r\n"
+cdef str E_TWO_TO = "more than one To-Path"
+cdef str E_TWO_FROM = "more than one From-Path"
+cdef str E_MISSING = "missing To-Path or From-Path"
+cdef str E_EMPTY = "empty To-Path or From-Path"
+cdef str S_EMPTY = ""
+cdef bytes B_EMPTY = b""
+
+
+cdef struct _Tokens:
+    Py_ssize_t count         # how many whitespace-separated tokens (URIs)
+    Py_ssize_t first_start   # the first token: [first_start, first_end)
+    Py_ssize_t first_end
+    Py_ssize_t second_start  # the second one, when count > 1
+    Py_ssize_t second_end
+    bint normal              # the value is its tokens joined by single " "
+
+
+cdef unsigned char _SPACE1[256]  # Py_UNICODE_ISSPACE for the one-byte kinds
+
+
+cdef void _init_space1() noexcept:
+    cdef int c
+    for c in range(256):
+        _SPACE1[c] = Py_UNICODE_ISSPACE(<Py_UCS4>c)
+
+
+_init_space1()
+
+
+cdef inline bint _is_space(int kind, const void* data, Py_ssize_t i) noexcept:
+    if kind == PyUnicode_1BYTE_KIND:
+        return _SPACE1[(<const unsigned char*>data)[i]]
+    return Py_UNICODE_ISSPACE(PyUnicode_READ(kind, <void*>data, i))
+
+
+cdef void _scan(str s, _Tokens* t) noexcept:
+    """Find the tokens of ``s`` as ``s.split()`` does (only the first two are kept)."""
+    cdef int kind = PyUnicode_KIND(s)
+    cdef const void* data = PyUnicode_DATA(s)
+    cdef const unsigned char* b = <const unsigned char*>data
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s)
+    cdef Py_ssize_t i = 0, gap
+    t.count = 0
+    t.first_start = t.first_end = t.second_start = t.second_end = 0
+    t.normal = True
+    while True:
+        gap = i
+        while i < n and _is_space(kind, data, i):
+            i += 1
+        if i >= n:
+            if i != gap:  # trailing whitespace (or nothing but whitespace)
+                t.normal = False
+            return
+        if t.count == 0:
+            if i != gap:  # leading whitespace
+                t.normal = False
+        elif i - gap != 1 or PyUnicode_READ(kind, <void*>data, gap) != 0x20:
+            t.normal = False
+        gap = i  # now the token's start
+        if kind == PyUnicode_1BYTE_KIND:  # the usual case: a tight loop over bytes
+            while i < n and not _SPACE1[b[i]]:
+                i += 1
+        else:
+            while i < n and not Py_UNICODE_ISSPACE(PyUnicode_READ(kind, <void*>data, i)):
+                i += 1
+        if t.count == 0:
+            t.first_start = gap
+            t.first_end = i
+        elif t.count == 1:
+            t.second_start = gap
+            t.second_end = i
+        t.count += 1
+
+
+cdef str _joined(str s, Py_ssize_t pos):
+    """``" ".join(s[pos:].split())`` (there is at least one token from ``pos``)."""
+    cdef int kind = PyUnicode_KIND(s)
+    cdef void* data = PyUnicode_DATA(s)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s)
+    cdef Py_ssize_t i = pos, total = 0, count = 0
+    cdef Py_UCS4 ch, maxchar = 0x20
+    while True:  # the length and the widest character of the result
+        while i < n and Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)):
+            i += 1
+        if i >= n:
+            break
+        if count:
+            total += 1
+        count += 1
+        while i < n:
+            ch = PyUnicode_READ(kind, data, i)
+            if Py_UNICODE_ISSPACE(ch):
+                break
+            if ch > maxchar:
+                maxchar = ch
+            total += 1
+            i += 1
+    cdef str out = <str>PyUnicode_New(total, maxchar)
+    cdef int okind = PyUnicode_KIND(out)
+    cdef void* odata = PyUnicode_DATA(out)
+    cdef Py_ssize_t w = 0
+    i = pos
+    count = 0
+    while True:
+        while i < n and Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)):
+            i += 1
+        if i >= n:
+            break
+        if count:
+            PyUnicode_WRITE(okind, odata, w, 0x20)
+            w += 1
+        count += 1
+        while i < n:
+            ch = PyUnicode_READ(kind, data, i)
+            if Py_UNICODE_ISSPACE(ch):
+                break
+            PyUnicode_WRITE(okind, odata, w, ch)
+            w += 1
+            i += 1
+    return out
+
+
+cdef inline bint _ieq_ascii(const unsigned char* p, const char* lower, Py_ssize_t n) noexcept:
+    """``p[:n].lower() == lower`` for ASCII ``p`` and lowercase ASCII ``lower``."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if 0x41 <= c <= 0x5A:
+            c += 0x20
+        if c != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef inline int _path_name(str name) except -1:
+    """1 for To-Path, 2 for From-Path, 0 for any other name (by ``name.lower()``)."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(name)
+    if PyUnicode_IS_ASCII(name):
+        if n == 7:
+            return 1 if _ieq_ascii(<const unsigned char*>PyUnicode_DATA(name), "to-path", 7) else 0
+        if n == 9:
+            return (2 if _ieq_ascii(<const unsigned char*>PyUnicode_DATA(name), "from-path", 9)
+                    else 0)
+        return 0
+    lname = name.lower()  # str.lower() may map a non-ASCII character to ASCII
+    if lname == "to-path":
+        return 1
+    if lname == "from-path":
+        return 2
+    return 0
+
+
+cdef struct _Out:
+    char* buf        # where to write: the data of a bytes, or of a str (then kind > 0)
+    int kind         # 0: bytes (every piece is ASCII); else the str's kind
+    Py_ssize_t pos   # in characters
+
+
+cdef inline void _emit(_Out* out, str s) noexcept:
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s)
+    cdef Py_ssize_t i
+    cdef int kind
+    cdef void* data
+    if out.kind == 0:  # every piece is ASCII: its data is its UTF-8
+        memcpy(out.buf + out.pos, PyUnicode_DATA(s), n)
+    else:
+        kind = PyUnicode_KIND(s)
+        data = PyUnicode_DATA(s)
+        if kind == out.kind:
+            memcpy(out.buf + out.pos * kind, data, n * kind)
+        else:  # a narrower piece (the str is as wide as the widest piece)
+            for i in range(n):
+                PyUnicode_WRITE(out.kind, out.buf, out.pos + i, PyUnicode_READ(kind, data, i))
+    out.pos += n
+
+
+cdef inline Py_UCS4 _widest(Py_UCS4 maxchar, str s) noexcept:
+    cdef Py_UCS4 m = PyUnicode_MAX_CHAR_VALUE(s)
+    return m if m > maxchar else maxchar
+
+
+cdef object _pure_rewrite_head = None
+
+
+cdef object _reference(object tid, object method, object headers):
+    """The reference itself, for inputs outside the typed fast path."""
+    global _pure_rewrite_head
+    if _pure_rewrite_head is None:  # imported late: pyim.relay imports this module
+        from pyim.relay.forward import rewrite_head as pure
+        _pure_rewrite_head = pure
+    return _pure_rewrite_head(tid, method, headers)
+
+
+def rewrite_head(tid, method, headers):
+    """Route a request one hop: ``(first, next_hop, hops_left, head, from_path)``.
+
+    The compiled ``pyim.relay.forward.rewrite_head``: same results, same errors
+    (``PathError``).  ``first`` is the To-Path URI addressed to this relay, ``next_hop``
+    the URI after it (``""`` when none), ``hops_left`` how many URIs remain after
+    ``first``, ``head`` the start line and header lines to forward (``b""`` when
+    nothing is left to forward) and ``from_path`` the received From-Path value.
+    """
+    if type(headers) is not list or type(tid) is not str or type(method) is not str:
+        return _reference(tid, method, headers)
+    cdef list hlist = <list>headers
+    cdef Py_ssize_t nh = len(hlist)
+    cdef Py_ssize_t i, idx_to = -1, idx_from = -1, others_len = 0
+    cdef Py_UCS4 maxchar = 0x7F
+    cdef object item, name, value
+    cdef str to_path = None, from_path = None
+    cdef int which
+    for i in range(nh):
+        item = hlist[i]
+        if type(item) is not tuple or PyTuple_GET_SIZE(item) != 2:
+            return _reference(tid, method, headers)
+        name = (<tuple>item)[0]
+        value = (<tuple>item)[1]
+        if type(name) is not str or type(value) is not str:
+            return _reference(tid, method, headers)
+        PYIM_UNICODE_READY(name)
+        PYIM_UNICODE_READY(value)
+        which = _path_name(<str>name)
+        if which == 1:
+            if to_path is not None:
+                raise PathError(E_TWO_TO)
+            to_path = <str>value
+            idx_to = i
+        elif which == 2:
+            if from_path is not None:
+                raise PathError(E_TWO_FROM)
+            from_path = <str>value
+            idx_from = i
+        else:
+            others_len += PyUnicode_GET_LENGTH(name) + PyUnicode_GET_LENGTH(value) + 4
+            maxchar = _widest(_widest(maxchar, <str>name), <str>value)
+    if to_path is None or from_path is None:
+        raise PathError(E_MISSING)
+
+    cdef _Tokens to_t, from_t
+    _scan(to_path, &to_t)
+    _scan(from_path, &from_t)
+    if to_t.count == 0 or from_t.count == 0:
+        raise PathError(E_EMPTY)
+    cdef Py_ssize_t to_len = PyUnicode_GET_LENGTH(to_path)
+    cdef str first, next_hop, to_rest, from_joined
+    if to_t.first_start == 0 and to_t.first_end == to_len:
+        first = to_path
+    else:
+        first = <str>PyUnicode_Substring(to_path, to_t.first_start, to_t.first_end)
+    from_joined = from_path if from_t.normal else _joined(from_path, 0)
+    cdef Py_ssize_t hops_left = to_t.count - 1
+    if hops_left == 0:
+        return first, S_EMPTY, 0, B_EMPTY, from_joined
+    next_hop = <str>PyUnicode_Substring(to_path, to_t.second_start, to_t.second_end)
+    if to_t.normal and to_t.second_end == to_len:  # two URIs: the rest is next_hop
+        to_rest = next_hop
+    elif to_t.normal:
+        to_rest = <str>PyUnicode_Substring(to_path, to_t.second_start, to_len)
+    else:
+        to_rest = _joined(to_path, to_t.second_start)
+
+    # "MSRP tid method\r\nTo-Path: rest\r\nFrom-Path: first from\r\n" + other headers
+    PYIM_UNICODE_READY(tid)
+    PYIM_UNICODE_READY(method)
+    cdef Py_ssize_t total = (
+        others_len + 5 + PyUnicode_GET_LENGTH(tid) + 1 + PyUnicode_GET_LENGTH(method)
+        + 11 + PyUnicode_GET_LENGTH(to_rest) + 13 + PyUnicode_GET_LENGTH(first) + 1
+        + PyUnicode_GET_LENGTH(from_joined) + 2
+    )
+    maxchar = _widest(_widest(_widest(_widest(_widest(
+        maxchar, <str>tid), <str>method), to_rest), first), from_joined)
+    cdef _Out out
+    cdef bytes head
+    cdef str text = None
+    out.pos = 0
+    if maxchar <= 0x7F:
+        head = PyBytes_FromStringAndSize(NULL, total)
+        out.buf = PyBytes_AS_STRING(head)
+        out.kind = 0
+    else:
+        text = <str>PyUnicode_New(total, maxchar)
+        out.buf = <char*>PyUnicode_DATA(text)
+        out.kind = PyUnicode_KIND(text)
+    _emit(&out, S_MSRP)
+    _emit(&out, <str>tid)
+    _emit(&out, S_SP)
+    _emit(&out, <str>method)
+    _emit(&out, S_TO_PATH)
+    _emit(&out, to_rest)
+    _emit(&out, S_FROM_PATH)
+    _emit(&out, first)
+    _emit(&out, S_SP)
+    _emit(&out, from_joined)
+    _emit(&out, S_CRLF)
+    for i in range(nh):
+        if i == idx_to or i == idx_from:
+            continue
+        item = hlist[i]
+        _emit(&out, <str>(<tuple>item)[0])
+        _emit(&out, S_COLON)
+        _emit(&out, <str>(<tuple>item)[1])
+        _emit(&out, S_CRLF)
+    if out.pos != total:  # cannot happen (see above); never hand out a torn head
+        raise SystemError("rewrite_head: the header list changed while it was read")
+    if text is not None:
+        head = PyUnicode_AsUTF8String(text)  # what str.encode("utf-8") gives or raises
+    return first, next_hop, hops_left, head, from_joined

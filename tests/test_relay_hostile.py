@@ -296,7 +296,7 @@ async def test_chunk_over_the_limit_is_413_and_aborted_downstream() -> None:
     async with running_relay(relay_config(max_chunk_size=4096)) as relay:
         bob, bob_path = await authed(relay, "bob")
         alice, alice_path = await authed(relay, "alice")
-        big = send_frame(f"{alice_path} {bob_path} {bob.uri}", str(alice.uri), b"x" * 9000)
+        big = send_frame(f"{alice_path} {bob_path} {bob.uri}", str(alice.uri), b"x" * 6000)
         await alice.send(big)
         assert (await alice.read_frame()).code == 413
         got = await bob.read_frame()

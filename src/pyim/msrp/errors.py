@@ -9,6 +9,16 @@ class MsrpError(Exception):
     """Base class of every MSRP protocol error."""
 
 
+class PathError(ValueError):
+    """To-Path or From-Path is missing, repeated or empty (answer 400).
+
+    Raised by the relay's forwarding rewrite (``pyim.relay.forward.rewrite_head`` and
+    its compiled twin ``pyim.msrp._speedups.rewrite_head``).  It lives here, in a
+    module without heavy imports, so that the compiled module can import it without
+    importing ``pyim.relay`` (whose server imports the compiled module: a cycle).
+    """
+
+
 class ParseError(MsrpError):
     """Bad input from the network.
 

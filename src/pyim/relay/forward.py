@@ -13,9 +13,11 @@ that both give the same result or the same error for the same input.  Change bot
 
 from __future__ import annotations
 
+# PathError lives in pyim.msrp.errors so that the compiled module can raise it without
+# importing pyim.relay (a cycle: pyim.relay.server imports pyim.msrp._speedups).
+from ..msrp.errors import PathError
 
-class PathError(ValueError):
-    """To-Path or From-Path is missing, repeated or empty (answer 400)."""
+__all__ = ["PathError", "rewrite_head"]
 
 
 def rewrite_head(

@@ -75,7 +75,7 @@ class _Stream:
     first: str  # the URI of this relay the request was sent to
     from_path: str  # as received: the way back for a REPORT
     message_id: str | None
-    byte_range: ByteRange | None
+    raw_range: str | None  # Byte-Range as received, parsed only when needed
     failure_report: str
     pieces: deque[bytes] = field(default_factory=deque)
     ended: bool = False
@@ -84,8 +84,17 @@ class _Stream:
     body_sent: int = 0  # of the chunk on the wire now
     offset: int = 0  # of the whole request, over the chunks it was split into
     part_start: int = 0  # offset at which the chunk on the wire began
+    split: bool = False  # interrupted at least once: chunks carry their own ranges
     answered: bool = False  # the upstream has its 200
     failed: int = 0  # status when it cannot go on
+    _range: ByteRange | None = None
+
+    @property
+    def byte_range(self) -> ByteRange | None:
+        if self._range is None and self.raw_range is not None:
+            with contextlib.suppress(HeaderError):
+                self._range = ByteRange.parse(self.raw_range)
+        return self._range
 
     @property
     def splittable(self) -> bool:
@@ -150,6 +159,7 @@ class RelayConnection(asyncio.Protocol):
         self._in: _Inbound | None = None
         self._queue: deque[bytes | _Stream] = deque()
         self._writing: _Stream | None = None
+        self._out: list[bytes] = []
         self.queued = 0
         self._write_paused = False
         self._read_paused = False
@@ -177,6 +187,15 @@ class RelayConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_input = time.monotonic()
+        relay = self.relay
+        relay.batching = True  # writes caused by this input leave in one piece per peer
+        try:
+            self._receive(data)
+        finally:
+            relay.batching = False
+            relay.flush()
+
+    def _receive(self, data: bytes) -> None:
         while True:
             try:
                 events = self.parser.feed(data)
@@ -300,14 +319,13 @@ class RelayConnection(asyncio.Protocol):
         from_uris = from_path.split()
         if first in from_uris or first == next_hop:
             return self._refuse(inbound, 400, "loop: this relay's URI is already on the path")
-        headers = Headers(head.headers)
         if grant.owner is self:
             target = self._next_hop_uri(next_hop)
             if target is None:
                 return self._refuse(inbound, 400, "bad next hop URI")
             if relay.our_uri(next_hop) is not None:
                 # both ends use this relay: the next hop is another path granted here
-                return self._local_hop(inbound, next_hop, hops, headers, first, from_path)
+                return self._local_hop(inbound, next_hop, hops, first, from_path)
             down = relay.connection_to(target)
         else:
             if hops != 1:
@@ -325,14 +343,13 @@ class RelayConnection(asyncio.Protocol):
             down = grant.owner  # type: ignore[assignment]
             assert isinstance(down, RelayConnection)
         self._trust()
-        return self._forward(inbound, down, new_head, headers, first, from_path)
+        return self._forward(inbound, down, new_head, first, from_path)
 
     def _local_hop(
         self,
         inbound: _Inbound,
         next_hop: str,
         hops: int,
-        headers: Headers,
         first: str,
         from_path: str,
     ) -> _Inbound:
@@ -356,7 +373,7 @@ class RelayConnection(asyncio.Protocol):
         self._trust()
         # a failure is reported straight back on this connection: to the sender's
         # From-Path, from the path it addressed
-        return self._forward(inbound, down, new_head, headers, first, from_path)
+        return self._forward(inbound, down, new_head, first, from_path)
 
     @staticmethod
     def _is_client_of(grant: Grant, last_hop: str) -> bool:
@@ -381,16 +398,20 @@ class RelayConnection(asyncio.Protocol):
         inbound: _Inbound,
         down: RelayConnection,
         new_head: bytes,
-        headers: Headers,
         first: str,
         from_path: str,
     ) -> _Inbound:
         head = inbound.head
-        byte_range: ByteRange | None = None
-        raw_range = headers.get("Byte-Range")
-        if raw_range is not None:
-            with contextlib.suppress(HeaderError):
-                byte_range = ByteRange.parse(raw_range)
+        message_id = raw_range = None
+        failure_report = "yes"
+        for name, value in head.headers:  # one pass for the three fields a relay reads
+            lname = name.lower()
+            if lname == "message-id":
+                message_id = value
+            elif lname == "byte-range":
+                raw_range = value
+            elif lname == "failure-report":
+                failure_report = value.strip().lower()
         stream = _Stream(
             head.tid,
             head.method or "",
@@ -399,9 +420,9 @@ class RelayConnection(asyncio.Protocol):
             self,
             first,
             from_path,
-            headers.get("Message-ID"),
-            byte_range,
-            (headers.get("Failure-Report") or "yes").lower(),
+            message_id,
+            raw_range,
+            failure_report,
         )
         inbound.stream = stream
         inbound.downstream = down
@@ -453,7 +474,20 @@ class RelayConnection(asyncio.Protocol):
             self._answer(head, stream.failed, "next hop unreachable")
         elif stream.method != "REPORT":
             stream.answered = True
-            self._answer(head, 200, "OK")
+            if stream.failure_report == "yes" and not self.closed:
+                # the usual answer, straight from what routing already parsed
+                self._queue.append(
+                    b"MSRP %s 200 OK\r\nTo-Path: %s\r\nFrom-Path: %s\r\n-------%s$\r\n"
+                    % (
+                        head.tid.encode(),
+                        stream.from_path.encode(),
+                        stream.first.encode(),
+                        head.tid.encode(),
+                    )
+                )
+                self.pump()
+            elif stream.failure_report != "yes":
+                self._answer(head, 200, "OK")
 
     def _answer(self, head: FrameHead, code: int, reason: str) -> None:
         """A hop-by-hop response (RFC 4975 §7.2), per the request's Failure-Report."""
@@ -482,6 +516,7 @@ class RelayConnection(asyncio.Protocol):
         if txn is None:
             self.relay.stats["responses_unmatched"] += 1
             return
+        self._trust()  # e.g. Kamailio brings responses back on a connection of its own
         code = head.code or 0
         if txn.method == "AUTH":
             self._return_auth_response(txn, head)
@@ -535,10 +570,14 @@ class RelayConnection(asyncio.Protocol):
             self.pump()
 
     def pump(self) -> None:
-        """Write what can be written: the frame on the wire first, then the queue."""
+        """Move what can be sent to the output: the frame on the wire, then the queue.
+
+        Output is gathered and written once per batch of input (``Relay.flush``):
+        one ``send`` for what a read produced instead of one per frame part."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             return
+        out = self._out
         limits = self.relay.config.limits
         while not self._write_paused:
             stream = self._writing
@@ -547,20 +586,25 @@ class RelayConnection(asyncio.Protocol):
                     break
                 item = self._queue.popleft()
                 if isinstance(item, bytes):
-                    transport.write(item)
+                    out.append(item)
                     continue
                 stream = self._writing = item
             if not stream.head_sent:
-                transport.write(stream.head + b"\r\n" if stream.has_body else stream.head)
+                out.append(stream.head)
+                if stream.has_body:
+                    out.append(b"\r\n")
                 stream.head_sent = True
             if stream.pieces:
-                data = b"".join(stream.pieces) if len(stream.pieces) > 1 else stream.pieces[0]
-                stream.pieces.clear()
-                self.queued -= len(data)
-                stream.body_sent += len(data)
-                stream.offset += len(data)
-                transport.write(data)
-                self.relay.stats["body_bytes"] += len(data)
+                pieces = stream.pieces
+                size = 0
+                while pieces:
+                    data = pieces.popleft()
+                    size += len(data)
+                    out.append(data)
+                self.queued -= size
+                stream.body_sent += size
+                stream.offset += size
+                self.relay.stats["body_bytes"] += size
             if stream.ended:
                 self._finish_chunk(stream, stream.flag)
                 self._writing = None
@@ -569,18 +613,33 @@ class RelayConnection(asyncio.Protocol):
                 self._interrupt(stream)
                 continue
             break
+        if out:
+            if self.relay.batching:
+                self.relay.dirty.add(self)
+            else:
+                self.flush()
         if self._feeders and not self.congested:
             self._release_feeders()
 
+    def flush(self) -> None:
+        """Write the gathered output in one call."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
     def _finish_chunk(self, stream: _Stream, flag: str) -> None:
-        assert self.transport is not None
-        self.transport.write(_end_line(stream.tid, flag, stream.has_body))
+        self._out.append(_end_line(stream.tid, flag, stream.has_body))
         self.relay.stats["frames_forwarded"] += 1
         if stream.method != "REPORT" and stream.failure_report != "no" and flag != "#":
             self._expect(stream)
 
     def _interrupt(self, stream: _Stream) -> None:
         """End the chunk on the wire with '+' and queue its rest as a new chunk."""
+        stream.split = True
         self._finish_chunk(stream, "+")
         self.relay.stats["chunks_split"] += 1
         br = stream.byte_range
@@ -603,14 +662,14 @@ class RelayConnection(asyncio.Protocol):
         self._queue.append(stream)
 
     def _expect(self, stream: _Stream) -> None:
-        br = stream.byte_range
-        if br is not None:
+        br = stream.byte_range if stream.split else None  # None: sent as received
+        if br is None:
+            text = stream.raw_range or ""
+        else:
             start = br.start + stream.part_start
             end = start + stream.offset - stream.part_start - 1
             total = "*" if br.total is None else str(br.total)
             text = f"{start}-{end}/{total}"
-        else:
-            text = ""
         txn = _Txn(
             stream.tid,
             stream.method,
@@ -728,6 +787,7 @@ class RelayConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.flush()  # what was answered still leaves (transport.close sends it)
             self.transport.close()
         self.closed = True
 
@@ -748,6 +808,8 @@ class Relay:
         self.stats: Counter[str] = Counter()
         self.connections: set[RelayConnection] = set()
         self.waiting: dict[str, RelayConnection] = {}  # tid -> connection it went out on
+        self.batching = False
+        self.dirty: set[RelayConnection] = set()
         self._per_ip: Counter[str] = Counter()
         self._untrusted_per_ip: Counter[str] = Counter()
         self._outbound: dict[tuple[str, int, bool], RelayConnection] = {}
@@ -781,6 +843,12 @@ class Relay:
             self._addresses[(uri.host, port)] = uri
             log.info("MSRP relay listening on %s (%s:%d)", uri, listener.host, port)
         self._ticker = asyncio.create_task(self._tick())
+
+    def flush(self) -> None:
+        """Write the output gathered while handling one read (see RelayConnection.pump)."""
+        dirty, self.dirty = self.dirty, set()
+        for conn in dirty:
+            conn.flush()
 
     @property
     def uris(self) -> list[MsrpUri]:
