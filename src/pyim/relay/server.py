@@ -183,7 +183,7 @@ class RelayConnection(asyncio.Protocol):
             self.closed = True
             tr.abort()
             return
-        self.pump()
+        self.kick()
 
     def data_received(self, data: bytes) -> None:
         self.last_input = time.monotonic()
@@ -250,6 +250,7 @@ class RelayConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self.pump()
+        self.flush()
 
     # -- reading control ----------------------------------------------------------
 
@@ -277,22 +278,25 @@ class RelayConnection(asyncio.Protocol):
 
     def _dispatch(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, BodyData):
+            kind = type(event)
+            if kind is BodyData:
                 inbound = self._in
                 if inbound is not None and inbound.stream is not None:
                     stream = inbound.stream
                     if not stream.failed and inbound.downstream is not None:
-                        stream.pieces.append(event.data)
-                        inbound.downstream.queued += len(event.data)
-                        inbound.downstream.pump()
-            elif isinstance(event, FrameHead):
+                        data = event.data  # type: ignore[union-attr]
+                        stream.pieces.append(data)
+                        inbound.downstream.queued += len(data)
+                        inbound.downstream.kick()
+            elif kind is FrameHead:
+                assert isinstance(event, FrameHead)
                 if event.method is None:
                     self._in = None
                     self._on_response(event)
                 else:
                     self._in = self._on_request(event)
-            elif isinstance(event, FrameEnd):
-                self._on_end(event.flag)
+            elif kind is FrameEnd:
+                self._on_end(event.flag)  # type: ignore[union-attr]
 
     def _on_request(self, head: FrameHead) -> _Inbound:
         relay = self.relay
@@ -325,7 +329,7 @@ class RelayConnection(asyncio.Protocol):
                 return self._refuse(inbound, 400, "bad next hop URI")
             if relay.our_uri(next_hop) is not None:
                 # both ends use this relay: the next hop is another path granted here
-                return self._local_hop(inbound, next_hop, hops, first, from_path)
+                return self._local_hop(inbound, next_hop, hops, first, from_path, new_head)
             down = relay.connection_to(target)
         else:
             if hops != 1:
@@ -352,22 +356,24 @@ class RelayConnection(asyncio.Protocol):
         hops: int,
         first: str,
         from_path: str,
+        new_head: bytes,
     ) -> _Inbound:
         """A path of this relay followed by another of its paths: pop both."""
-        head = inbound.head
         target = self.relay.our_uri(next_hop)
         grant: Grant | None = None if target is None else self.relay.auth.lookup(target.session_id)
         if grant is None or hops != 2:
             return self._refuse(inbound, 481, "no such path at this relay")
-        items = []
-        for name, value in head.headers:
-            lname = name.lower()
-            if lname == "to-path":
-                value = " ".join(value.split()[1:])
-            elif lname == "from-path":
-                value = f"{first} {value}"
-            items.append((name, value))
-        _, _, _, new_head, _ = rewrite_head(head.tid, head.method or "", items)
+        # the head from the first rewrite reads "To-Path: <next_hop> <client>" and
+        # "From-Path: <first> ...": move next_hop over to From-Path
+        start, to_line, from_line, rest = new_head.split(b"\r\n", 3)
+        new_head = b"\r\n".join(
+            (
+                start,
+                b"To-Path: " + to_line.split()[-1],
+                b"From-Path: " + next_hop.encode() + b" " + from_line[11:],
+                rest,
+            )
+        )
         down = grant.owner
         assert isinstance(down, RelayConnection)
         self._trust()
@@ -430,7 +436,7 @@ class RelayConnection(asyncio.Protocol):
             stream.failed = 481
         else:
             down._queue.append(stream)
-            down.pump()
+            down.kick()
         return inbound
 
     def _refuse(self, inbound: _Inbound, code: int, reason: str) -> _Inbound:
@@ -485,7 +491,7 @@ class RelayConnection(asyncio.Protocol):
                         head.tid.encode(),
                     )
                 )
-                self.pump()
+                self.kick()
             elif stream.failure_report != "yes":
                 self._answer(head, 200, "OK")
 
@@ -561,13 +567,13 @@ class RelayConnection(asyncio.Protocol):
         if self.closed:
             return
         self._queue.append(data)
-        self.pump()
+        self.kick()
 
     def _end_stream(self, stream: _Stream, flag: str) -> None:
         stream.ended = True
         stream.flag = flag
         if not self.closed:
-            self.pump()
+            self.kick()
 
     def pump(self) -> None:
         """Move what can be sent to the output: the frame on the wire, then the queue.
@@ -613,13 +619,16 @@ class RelayConnection(asyncio.Protocol):
                 self._interrupt(stream)
                 continue
             break
-        if out:
-            if self.relay.batching:
-                self.relay.dirty.add(self)
-            else:
-                self.flush()
         if self._feeders and not self.congested:
             self._release_feeders()
+
+    def kick(self) -> None:
+        """There is something to send: now, or once the current read is handled."""
+        if self.relay.batching:
+            self.relay.dirty.add(self)
+        else:
+            self.pump()
+            self.flush()
 
     def flush(self) -> None:
         """Write the gathered output in one call."""
@@ -810,6 +819,7 @@ class Relay:
         self.waiting: dict[str, RelayConnection] = {}  # tid -> connection it went out on
         self.batching = False
         self.dirty: set[RelayConnection] = set()
+        self._ours: dict[str, MsrpUri | None] = {}
         self._per_ip: Counter[str] = Counter()
         self._untrusted_per_ip: Counter[str] = Counter()
         self._outbound: dict[tuple[str, int, bool], RelayConnection] = {}
@@ -846,9 +856,11 @@ class Relay:
 
     def flush(self) -> None:
         """Write the output gathered while handling one read (see RelayConnection.pump)."""
-        dirty, self.dirty = self.dirty, set()
-        for conn in dirty:
-            conn.flush()
+        while self.dirty:
+            dirty, self.dirty = self.dirty, set()
+            for conn in dirty:
+                conn.pump()
+                conn.flush()
 
     @property
     def uris(self) -> list[MsrpUri]:
@@ -925,13 +937,19 @@ class Relay:
 
     def our_uri(self, text: str) -> MsrpUri | None:
         """The URI if it names this relay (any session-id), else None."""
+        cache = self._ours
+        if text in cache:
+            return cache[text]
         try:
-            uri = parse_uri_cached(text)
+            uri: MsrpUri | None = parse_uri_cached(text)
         except (MsrpUriError, ValueError):
-            return None
-        if (uri.host, uri.port or 0) in self._addresses:
-            return uri
-        return None
+            uri = None
+        if uri is not None and (uri.host, uri.port or 0) not in self._addresses:
+            uri = None
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[text] = uri
+        return uri
 
     def connection_to(self, uri: MsrpUri) -> RelayConnection:
         """The connection to a next hop, opened now (frames queue meanwhile) or reused."""
