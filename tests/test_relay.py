@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -255,3 +256,31 @@ async def test_relay_realm_is_the_configured_one() -> None:
         assert all(f'realm="{REALM}"' in v and 'qop="auth"' in v for v in values)
         assert any("SHA-256" in v for v in values) and any("MD5" in v for v in values)
         await client.close()
+
+
+@pytest.mark.parametrize("between", ["msrp", "msrps"])
+async def test_two_pyim_relays_in_a_row(tmp_path: Path, ca: trustme.CA, between: str) -> None:
+    """alice -> relay 1 -> relay 2 -> bob and back; relay 1 opens the connection to
+    relay 2 itself, over TLS when relay 2's path says msrps."""
+    ctx = client_context(ca)
+    second = tls_config(tmp_path, ca) if between == "msrps" else relay_config()
+    async with running_relay(ssl_client=ctx) as one, running_relay(second, ssl_client=ctx) as two:
+        ep_a = await MsrpEndpoint.create(ssl_client=ctx)
+        ep_b = await MsrpEndpoint.create(ssl_client=ctx)
+        alice = ep_a.new_session(
+            relay=await ep_a.authenticate(one.uris[0], "alice", "alice-secret")
+        )
+        bob = ep_b.new_session(relay=await ep_b.authenticate(two.uris[0], "bob", "bob-secret"))
+        await asyncio.gather(alice.start(bob.path, active=True), bob.start(alice.path, active=True))
+        assert (await alice.send("text/plain", b"over two relays", success_report=True)).ok
+        got = await asyncio.wait_for(bob.receive(), 5)
+        assert got.body == b"over two relays"
+        big = os.urandom(2 * 1024 * 1024)
+        result = await asyncio.wait_for(
+            bob.send("application/octet-stream", big, success_report=True), 20
+        )
+        assert result.status == "delivered"
+        assert (await asyncio.wait_for(alice.receive(), 20)).body == big
+        assert one.stats["connections_opened"] + two.stats["connections_opened"] >= 1
+        await ep_a.close()
+        await ep_b.close()

@@ -22,7 +22,8 @@ Every limit of the relay is here and can be set in the file::
     [limits]
     max_connections_per_ip = 64
 
-Unknown keys and bad values raise :class:`ConfigError` naming the key.
+Unknown keys and bad values raise :class:`ConfigError` naming the key.  Relative
+paths (``ha1_file``, ``cert``, ``key``) are relative to the config file's folder.
 """
 
 from __future__ import annotations
@@ -217,6 +218,21 @@ def load_config(path: Path) -> RelayConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:
-        return config_from_dict(data)
+        config = config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return _relative_to(config, path.parent)
+
+
+def _relative_to(config: RelayConfig, base: Path) -> RelayConfig:
+    """Relative paths in a file are relative to the file's folder."""
+
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    listen = tuple(
+        dataclasses.replace(lst, cert=fix(lst.cert) or lst.cert, key=fix(lst.key) or lst.key)
+        for lst in config.listen
+    )
+    ha1_file = fix(config.ha1_file) or config.ha1_file
+    return dataclasses.replace(config, listen=listen, ha1_file=ha1_file)
