@@ -337,3 +337,24 @@ async def test_stalled_frame_closes_the_connection() -> None:
         await alice.send(b"MSRP abcd SEND\r\nTo-Path: " + path.encode())
         await alice.read_until_closed(4)
         assert relay.stats["closed_stalled"] == 1
+
+
+async def test_sender_that_never_reads_its_answers_is_not_read_either() -> None:
+    """Alice floods requests that the relay answers itself (481: not this relay) and
+    never reads the answers: the relay stops reading her once its buffer to her is
+    full, instead of queueing answers without bound."""
+    async with running_relay(relay_config(write_high_water=16 * 1024)) as relay:
+        alice, _ = await authed(relay, "alice")
+        elsewhere = "msrp://127.0.0.2:2855/x;tcp msrp://127.0.0.2:2855/y;tcp"
+        frame = send_frame(elsewhere, str(alice.uri), b"x" * 100).encode()
+        alice.writer.transport.set_write_buffer_limits(high=64 * 1024 * 1024)
+        for _ in range(20):  # 80,000 requests in all, bounded; alice never reads
+            alice.writer.write(frame * 4000)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        conn = next(c for c in relay.connections if c.auth.grants)
+        assert conn._read_paused and relay.stats["read_pauses"] >= 1
+        assert len(conn._queue) < 2_000, len(conn._queue)
+        assert relay.stats["requests_in"] < 40_000, relay.stats["requests_in"]
+        await alice.close()
+        await assert_still_serving(relay)

@@ -246,11 +246,17 @@ class RelayConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        # a peer that does not read what we send it (our 200s to its requests) is
+        # not read from either: its answers would pile up here
+        self.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self.pump()
         self.flush()
+        inbound = self._in
+        if inbound is None or inbound.downstream is None or not inbound.downstream.congested:
+            self.resume_reading()
 
     # -- reading control ----------------------------------------------------------
 
@@ -265,6 +271,8 @@ class RelayConnection(asyncio.Protocol):
             self.relay.stats["read_pauses"] += 1
 
     def resume_reading(self) -> None:
+        if self._write_paused:
+            return
         if self._read_paused and self.transport is not None and not self.closed:
             self._read_paused = False
             self.transport.resume_reading()
