@@ -358,3 +358,57 @@ async def test_sender_that_never_reads_its_answers_is_not_read_either() -> None:
         assert relay.stats["requests_in"] < 40_000, relay.stats["requests_in"]
         await alice.close()
         await assert_still_serving(relay)
+
+
+async def test_limits_on_connections_grants_and_idle_peers() -> None:
+    config = relay_config(
+        max_connections=4, max_unauthenticated_per_ip=2, max_grants=2, idle_timeout=0.5
+    )
+    async with running_relay(config) as relay:
+        uri = relay.uris[0]
+        first, second = await RawClient.connect(uri), await RawClient.connect(uri)
+        third = await RawClient.connect(uri)  # a third one not yet authenticated
+        await third.read_until_closed(3)
+        assert relay.stats["refused_unauthenticated"] == 1
+        await first.auth(uri, "alice", USERS["alice"])  # now it counts as authenticated
+        await second.auth(uri, "bob", USERS["bob"])
+        fourth = await RawClient.connect(uri)
+        await fourth.send(auth_frame(uri, fourth.uri))
+        challenge = await fourth.read_frame()
+        assert challenge.code == 401
+        # a third grant is over max_grants
+        digest = DigestClient("mallory", USERS["mallory"])
+        value = digest.authorize(
+            digest.choose(challenge.headers.get_all("WWW-Authenticate")),
+            method="AUTH",
+            uri=str(uri),
+        )
+        await fourth.send(auth_frame(uri, fourth.uri, authorization=value))
+        assert (await fourth.read_frame()).code == 403
+        assert relay.auth.stats["grants_refused"] == 1
+        # a peer that relayed a frame (trusted) but holds no path is closed when idle
+        alice_path = next(iter(relay.auth.grants.values())).uri_text
+        alice_client = next(iter(relay.auth.grants.values())).client
+        courier = await RawClient.connect(uri)
+        await courier.send(send_frame(f"{alice_path} {alice_client}", "msrp://c.test:1/c;tcp"))
+        assert (await courier.read_frame()).code == 200
+        await courier.read_until_closed(4)
+        assert relay.stats["closed_idle"] >= 1
+        for client in (first, second, fourth):
+            await client.close()
+
+
+async def test_too_many_headers_is_refused() -> None:
+    async with running_relay(relay_config(max_headers=8)) as relay:
+        alice, path = await authed(relay, "alice")
+        frame = send_frame(f"{path} msrp://127.0.0.1:9/x;tcp", str(alice.uri))
+        for i in range(10):
+            frame.headers.add(f"X-Extra-{i}", "1")
+        await alice.send(frame)
+        try:
+            answer = await alice.read_frame()
+        except ConnectionError:
+            assert relay.stats["closed_bad_input"] == 1
+        else:
+            assert answer.code == 400
+        assert relay.stats["parse_errors"] == 1
