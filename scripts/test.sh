@@ -42,6 +42,10 @@ APT_PACKAGES=(
     # nftables masquerade, built and removed by the test itself.
     iproute2
     nftables
+    # pyim.ua's peers: a STUN/TURN server, and Kamailio as presence server
+    # (tests/coturn.py, tests/kamailio_presence.py, deploy/kamailio/proxy-presence.cfg).
+    coturn
+    kamailio-presence-modules
 )
 # ---------------------------------------------------------------------------------------
 
