@@ -66,6 +66,9 @@ SUPPORTED_METHODS = (
     "MESSAGE",
     "UPDATE",
     "INFO",
+    "SUBSCRIBE",  # presence (RFC 3856): the TU answers, or 489 Bad Event
+    "NOTIFY",
+    "PUBLISH",
 )
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 SUPPORTED_EXTENSIONS: tuple[str, ...] = ("timer", "path", "outbound")
