@@ -5,6 +5,8 @@
 ``rewrite_head`` is the relay's forwarding rewrite of ``pyim.relay.forward``
 compiled: same results, same ``PathError`` (see its docstring and the section at
 the end of this file; tests/test_relay_forward_parity.py holds it to that).
+``local_hop_head``, ``ok_response`` and ``relay_fields`` are the relay's other
+per-frame helpers of that module, compiled the same way (tests/test_relay_fastpath.py).
 
 ``FrameParser`` is the incremental MSRP frame parser of ``pyim.msrp.parser``
 compiled with Cython.  It has the same API and, by design, exactly the same
@@ -71,7 +73,14 @@ from pyim.msrp.parser import ParserLimits
 
 IMPLEMENTATION = "native"
 
-__all__ = ["IMPLEMENTATION", "FrameParser", "rewrite_head"]
+__all__ = [
+    "IMPLEMENTATION",
+    "FrameParser",
+    "local_hop_head",
+    "ok_response",
+    "relay_fields",
+    "rewrite_head",
+]
 
 
 cdef extern from "Python.h":
@@ -1359,3 +1368,180 @@ def rewrite_head(tid, method, headers):
     if text is not None:
         head = PyUnicode_AsUTF8String(text)  # what str.encode("utf-8") gives or raises
     return first, next_hop, hops_left, head, from_joined
+
+
+# -- the relay's other per-frame helpers --------------------------------------------------
+#
+# local_hop_head(), ok_response() and relay_fields() are the functions of the same name
+# in pyim.relay.forward (their docstrings are the spec), in C for the usual input: ASCII
+# text in exact str, bytes, list and tuple objects.  Anything else goes to the reference
+# itself, which gives its result or its error by definition.
+
+cdef object _pure_forward = None
+
+
+cdef object _forward_ref(str name):
+    """A function of the pure reference, pyim.relay.forward (imported late, as above)."""
+    global _pure_forward
+    if _pure_forward is None:
+        import pyim.relay.forward as pure
+        _pure_forward = pure
+    return getattr(_pure_forward, name)
+
+
+cdef inline bint _is_ascii_str(object s) noexcept:
+    return type(s) is str and PyUnicode_IS_ASCII(s)
+
+
+cdef inline bint _bytes_space(unsigned char c) noexcept:
+    """``bytes.isspace()`` for one byte: what ``bytes.split()`` splits on."""
+    return c == 0x20 or 0x09 <= c <= 0x0D
+
+
+cdef inline char* _put_bytes(char* w, const void* src, Py_ssize_t n) noexcept:
+    memcpy(w, src, n)
+    return w + n
+
+
+cdef inline Py_ssize_t _find_crlf(const char* s, Py_ssize_t start, Py_ssize_t n) noexcept:
+    """Where the first CRLF at or after ``start`` is, or -1."""
+    cdef const char* p
+    while start + 1 < n:
+        p = <const char*>memchr(s + start, 0x0D, n - start - 1)
+        if p == NULL:
+            return -1
+        if p[1] == 0x0A:
+            return p - s
+        start = p - s + 1
+    return -1
+
+
+def local_hop_head(head, next_hop):
+    """The head from ``rewrite_head`` when ``next_hop`` is a path of this relay too:
+    ``To-Path: <client>``, ``From-Path: <next_hop> <first> ...``.
+
+    The compiled ``pyim.relay.forward.local_hop_head``: same results, same errors.
+    """
+    if type(head) is not bytes or not _is_ascii_str(next_hop):
+        return _forward_ref("local_hop_head")(head, next_hop)
+    cdef const char* s = PyBytes_AS_STRING(head)
+    cdef Py_ssize_t n = len(<bytes>head)
+    cdef Py_ssize_t e1 = _find_crlf(s, 0, n)
+    cdef Py_ssize_t e2 = -1 if e1 < 0 else _find_crlf(s, e1 + 2, n)
+    cdef Py_ssize_t e3 = -1 if e2 < 0 else _find_crlf(s, e2 + 2, n)
+    if e3 < 0:  # fewer than four lines: the reference's ValueError
+        return _forward_ref("local_hop_head")(head, next_hop)
+    # the last whitespace-separated token of the To-Path line, [t0, t1)
+    cdef Py_ssize_t t1 = e2, t0
+    while t1 > e1 + 2 and _bytes_space(<unsigned char>s[t1 - 1]):
+        t1 -= 1
+    t0 = t1
+    while t0 > e1 + 2 and not _bytes_space(<unsigned char>s[t0 - 1]):
+        t0 -= 1
+    if t0 == t1:  # a blank line: the reference's IndexError
+        return _forward_ref("local_hop_head")(head, next_hop)
+    cdef Py_ssize_t f0 = e2 + 2 + 11  # the From-Path line without its first 11 bytes
+    if f0 > e3:
+        f0 = e3
+    cdef Py_ssize_t hop_len = PyUnicode_GET_LENGTH(next_hop)
+    cdef Py_ssize_t total = (
+        e1 + 2 + 9 + (t1 - t0) + 2 + 11 + hop_len + 1 + (e3 - f0) + (n - e3)
+    )
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* w = PyBytes_AS_STRING(out)
+    w = _put_bytes(w, s, e1 + 2)                      # the start line and its CRLF
+    w = _put_bytes(w, b"To-Path: ", 9)
+    w = _put_bytes(w, s + t0, t1 - t0)
+    w = _put_bytes(w, b"\r\nFrom-Path: ", 13)
+    w = _put_bytes(w, PyUnicode_DATA(next_hop), hop_len)
+    w = _put_bytes(w, b" ", 1)
+    w = _put_bytes(w, s + f0, e3 - f0)
+    w = _put_bytes(w, s + e3, n - e3)                 # CRLF and the other headers
+    return out
+
+
+def ok_response(tid, from_path, first):
+    """The relay's 200 to a request it handed on (``pyim.relay.forward.ok_response``
+    compiled: same results, same errors)."""
+    if not (_is_ascii_str(tid) and _is_ascii_str(from_path) and _is_ascii_str(first)):
+        return _forward_ref("ok_response")(tid, from_path, first)
+    cdef Py_ssize_t nt = PyUnicode_GET_LENGTH(tid)
+    cdef Py_ssize_t nf = PyUnicode_GET_LENGTH(from_path)
+    cdef Py_ssize_t n1 = PyUnicode_GET_LENGTH(first)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 5 + nt + 18 + nf + 13 + n1 + 9 + nt + 3)
+    cdef char* w = PyBytes_AS_STRING(out)
+    w = _put_bytes(w, b"MSRP ", 5)
+    w = _put_bytes(w, PyUnicode_DATA(tid), nt)
+    w = _put_bytes(w, b" 200 OK\r\nTo-Path: ", 18)
+    w = _put_bytes(w, PyUnicode_DATA(from_path), nf)
+    w = _put_bytes(w, b"\r\nFrom-Path: ", 13)
+    w = _put_bytes(w, PyUnicode_DATA(first), n1)
+    w = _put_bytes(w, b"\r\n-------", 9)
+    w = _put_bytes(w, PyUnicode_DATA(tid), nt)
+    w = _put_bytes(w, b"$\r\n", 3)
+    return out
+
+
+cdef enum:
+    F_OTHER = 0
+    F_MESSAGE_ID = 1
+    F_BYTE_RANGE = 2
+    F_FAILURE_REPORT = 3
+
+
+cdef inline int _field_name(str name) except -1:
+    """Which of the three fields ``name`` is, by ``name.lower()`` (see _path_name)."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(name)
+    cdef const unsigned char* p
+    if PyUnicode_IS_ASCII(name):
+        p = <const unsigned char*>PyUnicode_DATA(name)
+        if n == 10:
+            if _ieq_ascii(p, "message-id", 10):
+                return F_MESSAGE_ID
+            if _ieq_ascii(p, "byte-range", 10):
+                return F_BYTE_RANGE
+        elif n == 14 and _ieq_ascii(p, "failure-report", 14):
+            return F_FAILURE_REPORT
+        return F_OTHER
+    lname = name.lower()  # str.lower() may map a non-ASCII character to ASCII
+    if lname == "message-id":
+        return F_MESSAGE_ID
+    if lname == "byte-range":
+        return F_BYTE_RANGE
+    if lname == "failure-report":
+        return F_FAILURE_REPORT
+    return F_OTHER
+
+
+cdef str S_YES = "yes"
+
+
+def relay_fields(headers):
+    """``(message_id, byte_range, failure_report)`` of a request's headers
+    (``pyim.relay.forward.relay_fields`` compiled: same results, same errors)."""
+    if type(headers) is not list:
+        return _forward_ref("relay_fields")(headers)
+    cdef list hlist = <list>headers
+    cdef Py_ssize_t i
+    cdef object item, name, value
+    cdef int which
+    for i in range(len(hlist)):  # checked first: then nothing below can fail or run code
+        item = hlist[i]
+        if (type(item) is not tuple or PyTuple_GET_SIZE(item) != 2
+                or type((<tuple>item)[0]) is not str or type((<tuple>item)[1]) is not str):
+            return _forward_ref("relay_fields")(headers)
+    cdef object message_id = None, byte_range = None
+    cdef str failure_report = S_YES
+    for i in range(len(hlist)):
+        item = hlist[i]
+        name = (<tuple>item)[0]
+        value = (<tuple>item)[1]
+        PYIM_UNICODE_READY(name)
+        which = _field_name(<str>name)
+        if which == F_MESSAGE_ID:
+            message_id = value
+        elif which == F_BYTE_RANGE:
+            byte_range = value
+        elif which == F_FAILURE_REPORT:
+            failure_report = (<str>value).strip().lower()
+    return message_id, byte_range, failure_report

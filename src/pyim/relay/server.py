@@ -8,12 +8,16 @@ How a request crosses the relay (§7.3):
 2. The connection that sent it decides who may use that path: the connection that
    authenticated it (the owner) may send onwards to any next hop; anyone else may
    only deliver to the owner (the last hop).  Everything else is refused (403/481)
-   and counted.
+   and counted.  A connection remembers the routes it found (per first URI, next hop
+   and From-Path) for as long as the grants they rely on and the next hop live.
 3. The frame goes to the next hop's connection as it arrives: head, then each piece
    of body, then the end-line (cut-through; a chunk is never held whole).  A long
    chunk yields to other frames waiting for the same connection: it is ended with
    ``+`` and its rest follows as a new chunk (RFC 4975 §7.1).  A slow next hop
-   stops the reading of the connections that feed it (bounded memory).
+   stops the reading of the connections that feed it (bounded memory).  A request
+   that came whole in one read, for a next hop with nothing in flight, goes straight
+   to that hop's output, as the streaming would write it (the fast lane: no stream).
+   Output is written once per read, and every ``_FLUSH_EVERY`` requests of a long one.
 4. The relay answers 200 hop by hop once the frame is handed on; a failure further
    on (an error response, no response in time, a lost connection) becomes a failure
    REPORT to the sender when it asked for one.  Nothing answered 200 is dropped
@@ -42,25 +46,30 @@ from ..msrp.frame import Frame, Headers, new_tid
 from ..msrp.headers import ByteRange, HeaderError, Status
 from ..msrp.session import REASONS, parse_uri_cached
 from ..msrp.uri import MsrpUri, MsrpUriError
+from . import forward
 from .auth import AuthService, AuthState, Grant
 from .config import Listener, RelayConfig
 from .credentials import credential_lookup, load_ha1_file
 from .forward import PathError
-from .forward import rewrite_head as pure_rewrite_head
 
 log = logging.getLogger(__name__)
 
 RewriteHead = Callable[[str, str, list[tuple[str, str]]], tuple[str, str, int, bytes, str]]
 rewrite_head: RewriteHead
 forward_impl: str
-try:  # the native fast path raises the same PathError
-    from ..msrp._speedups import rewrite_head as _native_rewrite_head
+try:  # the native fast paths: same results, same errors as pyim.relay.forward
+    from ..msrp import _speedups as _native
 except ImportError:  # the pure reference when the extension is not built
-    rewrite_head, forward_impl = pure_rewrite_head, "pure"
-else:
-    rewrite_head, forward_impl = _native_rewrite_head, "native"
+    _native = None
 if os.environ.get("PYIM_PURE", "") not in ("", "0"):
-    rewrite_head, forward_impl = pure_rewrite_head, "pure"
+    _native = None
+_impl = _native if _native is not None else forward
+rewrite_head = _impl.rewrite_head
+local_hop_head: Callable[[bytes, str], bytes] = _impl.local_hop_head
+ok_response: Callable[[str, str, str], bytes] = _impl.ok_response
+relay_fields: Callable[[list[tuple[str, str]]], tuple[str | None, str | None, str]]
+relay_fields = _impl.relay_fields
+forward_impl = "pure" if _native is None else "native"
 
 
 @dataclass(slots=True, eq=False)
@@ -128,6 +137,40 @@ class _Inbound:
     auth_me: MsrpUri | None = None
 
 
+@dataclass(slots=True, eq=False)
+class _Route:
+    """Where requests with one (first, next hop, hops, From-Path) go, while it holds:
+    the grants it relied on are live and the next hop's connection is open."""
+
+    grants: tuple[Grant, ...]
+    down: RelayConnection
+    local: bool  # the next hop is another path of this relay: pop it too
+
+
+_MAX_ROUTES = 256  # routes remembered per connection
+
+# A read of many small requests is written out in parts: the 200s of the first ones
+# reach their senders (which may send more) while the rest are handled.
+_FLUSH_EVERY = 32
+
+_Whole = tuple[bytes, str, int]  # body, end-line flag, index of the event after them
+
+
+def _whole(events: list[Event], i: int, has_body: bool) -> _Whole | None:
+    """The rest of the request whose head is ``events[i - 1]``, if ``events`` has it
+    all: its body (at most one piece), its end-line flag and where the next event is."""
+    body = b""
+    n = len(events)
+    if has_body:
+        if i >= n or type(events[i]) is not BodyData:
+            return None
+        body = events[i].data  # type: ignore[union-attr]
+        i += 1
+    if i >= n or type(events[i]) is not FrameEnd:
+        return None
+    return body, events[i].flag, i + 1  # type: ignore[union-attr]
+
+
 def _end_line(tid: str, flag: str, has_body: bool) -> bytes:
     return (b"\r\n-------" if has_body else b"-------") + tid.encode() + flag.encode() + b"\r\n"
 
@@ -157,6 +200,7 @@ class RelayConnection(asyncio.Protocol):
         self.trusted = False  # authenticated, or relayed a routable frame
         self.closed = False
         self._in: _Inbound | None = None
+        self._routes: dict[tuple[str, str, int, str], _Route] = {}
         self._queue: deque[bytes | _Stream] = deque()
         self._writing: _Stream | None = None
         self._out: list[bytes] = []
@@ -165,6 +209,7 @@ class RelayConnection(asyncio.Protocol):
         self._read_paused = False
         self._feeders: set[RelayConnection] = set()
         self.pending: dict[str, _Txn] = {}
+        self._txn_timeout = limits.transaction_timeout
         self._txn_order: deque[_Txn] = deque()
         self.last_input = self.created = time.monotonic()
 
@@ -285,7 +330,10 @@ class RelayConnection(asyncio.Protocol):
     # -- input ----------------------------------------------------------------------
 
     def _dispatch(self, events: list[Event]) -> None:
-        for event in events:
+        i, n = 0, len(events)
+        while i < n:
+            event = events[i]
+            i += 1
             kind = type(event)
             if kind is BodyData:
                 inbound = self._in
@@ -301,93 +349,146 @@ class RelayConnection(asyncio.Protocol):
                 if event.method is None:
                     self._in = None
                     self._on_response(event)
-                else:
-                    self._in = self._on_request(event)
-            elif kind is FrameEnd:
+                    if i < n and type(events[i]) is FrameEnd:
+                        i += 1  # its end-line: nothing to do
+                    continue
+                whole = _whole(events, i, event.has_body)
+                if whole is None:
+                    self._in = self._on_request(event, None)
+                else:  # head, body and end-line came in one read
+                    i = whole[2]
+                    self._in = None
+                    self._on_request(event, whole)
+            elif kind is FrameEnd and self._in is not None:
                 self._on_end(event.flag)  # type: ignore[union-attr]
 
-    def _on_request(self, head: FrameHead) -> _Inbound:
+    def _on_request(self, head: FrameHead, whole: _Whole | None) -> _Inbound | None:
+        """Route a request; ``whole`` is its body and end-line flag when it came whole.
+
+        Returns the request in progress (None: a whole request already dealt with)."""
         relay = self.relay
         relay.stats["requests_in"] += 1
-        inbound = _Inbound(head)
+        relay.unflushed += 1
+        if relay.unflushed > _FLUSH_EVERY:
+            relay.flush()  # a read of many requests: what the first ones caused leaves now
         method = head.method or ""
         try:
             first, next_hop, hops, new_head, from_path = rewrite_head(
                 head.tid, method, head.headers
             )
         except PathError as exc:
-            return self._refuse(inbound, 400, str(exc))
+            return self._end_whole(self._refuse(_Inbound(head), 400, str(exc)), whole)
+        key = (first, next_hop, hops, from_path)
+        route = self._routes.get(key)
+        if route is None or not self._is_live(route):
+            inbound = _Inbound(head)
+            route = self._find_route(inbound, first, next_hop, hops, from_path)
+            if route is None:  # refused, or AUTH for this relay
+                return self._end_whole(inbound, whole)
+            self._trust()
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[key] = route
+        if route.local:
+            new_head = local_hop_head(new_head, next_hop)
+        down = route.down
+        if whole is not None and down.is_idle():
+            self._relay_whole(head, whole, down, new_head, first, from_path)
+            return None
+        inbound = self._forward(_Inbound(head), down, new_head, first, from_path)
+        return self._end_whole(inbound, whole)
+
+    def _end_whole(self, inbound: _Inbound, whole: _Whole | None) -> _Inbound | None:
+        """The usual way for a request that came whole: its body, then its end-line."""
+        if whole is None:
+            return inbound
+        body, flag, _ = whole
+        stream = inbound.stream
+        if body and stream is not None and not stream.failed and inbound.downstream is not None:
+            stream.pieces.append(body)
+            inbound.downstream.queued += len(body)
+            inbound.downstream.kick()
+        self._in = inbound
+        self._on_end(flag)
+        return None
+
+    def _is_live(self, route: _Route) -> bool:
+        """Whether a route found earlier still holds: its grants and next hop live."""
+        if route.down.closed:
+            return False
+        auth = self.relay.auth
+        now = auth.clock()
+        grants = auth.grants
+        for grant in route.grants:
+            if grant.expires_at <= now or grants.get(grant.grant_id) is not grant:
+                return False
+        return True
+
+    def _find_route(
+        self, inbound: _Inbound, first: str, next_hop: str, hops: int, from_path: str
+    ) -> _Route | None:
+        """Where a request goes (§7.3), or None when refused (``inbound`` says why)."""
+        relay = self.relay
+        method = inbound.head.method or ""
         me = relay.our_uri(first)
         if me is None:
-            return self._refuse(inbound, 481, "To-Path does not start with this relay")
+            self._refuse(inbound, 481, "To-Path does not start with this relay")
+            return None
         if hops == 0:
             if method == "AUTH":
                 inbound.auth_me = me
-                return inbound
-            return self._refuse(inbound, 481, "no next hop after this relay")
+            else:
+                self._refuse(inbound, 481, "no next hop after this relay")
+            return None
         grant = relay.auth.lookup(me.session_id)
         if grant is None:
-            return self._refuse(inbound, 481, "no such path at this relay")
+            self._refuse(inbound, 481, "no such path at this relay")
+            return None
         from_uris = from_path.split()
         if first in from_uris or first == next_hop:
-            return self._refuse(inbound, 400, "loop: this relay's URI is already on the path")
+            self._refuse(inbound, 400, "loop: this relay's URI is already on the path")
+            return None
         if grant.owner is self:
             target = self._next_hop_uri(next_hop)
             if target is None:
-                return self._refuse(inbound, 400, "bad next hop URI")
+                self._refuse(inbound, 400, "bad next hop URI")
+                return None
             if relay.our_uri(next_hop) is not None:
                 # both ends use this relay: the next hop is another path granted here
-                return self._local_hop(inbound, next_hop, hops, first, from_path, new_head)
-            down = relay.connection_to(target)
-        else:
-            if hops != 1:
-                relay.stats["injection_refused"] += 1
-                log.warning(
-                    "%s: refused %s through %s: path owned by another connection",
-                    self.peer,
-                    method,
-                    first,
-                )
-                return self._refuse(inbound, 403, "this path belongs to another connection")
-            if not self._is_client_of(grant, next_hop):
-                relay.stats["injection_refused"] += 1
-                return self._refuse(inbound, 403, "the last hop is not this path's client")
-            down = grant.owner  # type: ignore[assignment]
-            assert isinstance(down, RelayConnection)
-        self._trust()
-        return self._forward(inbound, down, new_head, first, from_path)
-
-    def _local_hop(
-        self,
-        inbound: _Inbound,
-        next_hop: str,
-        hops: int,
-        first: str,
-        from_path: str,
-        new_head: bytes,
-    ) -> _Inbound:
-        """A path of this relay followed by another of its paths: pop both."""
-        target = self.relay.our_uri(next_hop)
-        grant: Grant | None = None if target is None else self.relay.auth.lookup(target.session_id)
-        if grant is None or hops != 2:
-            return self._refuse(inbound, 481, "no such path at this relay")
-        # the head from the first rewrite reads "To-Path: <next_hop> <client>" and
-        # "From-Path: <first> ...": move next_hop over to From-Path
-        start, to_line, from_line, rest = new_head.split(b"\r\n", 3)
-        new_head = b"\r\n".join(
-            (
-                start,
-                b"To-Path: " + to_line.split()[-1],
-                b"From-Path: " + next_hop.encode() + b" " + from_line[11:],
-                rest,
+                return self._local_hop(inbound, grant, next_hop, hops)
+            return _Route((grant,), relay.connection_to(target), False)
+        if hops != 1:
+            relay.stats["injection_refused"] += 1
+            log.warning(
+                "%s: refused %s through %s: path owned by another connection",
+                self.peer,
+                method,
+                first,
             )
-        )
+            self._refuse(inbound, 403, "this path belongs to another connection")
+            return None
+        if not self._is_client_of(grant, next_hop):
+            relay.stats["injection_refused"] += 1
+            self._refuse(inbound, 403, "the last hop is not this path's client")
+            return None
         down = grant.owner
         assert isinstance(down, RelayConnection)
-        self._trust()
+        return _Route((grant,), down, False)
+
+    def _local_hop(
+        self, inbound: _Inbound, grant: Grant, next_hop: str, hops: int
+    ) -> _Route | None:
+        """A path of this relay followed by another of its paths: pop both."""
+        target = self.relay.our_uri(next_hop)
+        other = None if target is None else self.relay.auth.lookup(target.session_id)
+        if other is None or hops != 2:
+            self._refuse(inbound, 481, "no such path at this relay")
+            return None
+        down = other.owner
+        assert isinstance(down, RelayConnection)
         # a failure is reported straight back on this connection: to the sender's
         # From-Path, from the path it addressed
-        return self._forward(inbound, down, new_head, first, from_path)
+        return _Route((grant, other), down, True)
 
     @staticmethod
     def _is_client_of(grant: Grant, last_hop: str) -> bool:
@@ -416,16 +517,7 @@ class RelayConnection(asyncio.Protocol):
         from_path: str,
     ) -> _Inbound:
         head = inbound.head
-        message_id = raw_range = None
-        failure_report = "yes"
-        for name, value in head.headers:  # one pass for the three fields a relay reads
-            lname = name.lower()
-            if lname == "message-id":
-                message_id = value
-            elif lname == "byte-range":
-                raw_range = value
-            elif lname == "failure-report":
-                failure_report = value.strip().lower()
+        message_id, raw_range, failure_report = relay_fields(head.headers)
         stream = _Stream(
             head.tid,
             head.method or "",
@@ -446,6 +538,37 @@ class RelayConnection(asyncio.Protocol):
             down._queue.append(stream)
             down.kick()
         return inbound
+
+    def _relay_whole(
+        self,
+        head: FrameHead,
+        whole: _Whole,
+        down: RelayConnection,
+        new_head: bytes,
+        first: str,
+        from_path: str,
+    ) -> None:
+        """A request that came whole, to a next hop with nothing in flight: straight to
+        its output, as ``pump`` would write it, without a stream."""
+        body, flag, _ = whole
+        tid = head.tid
+        method = head.method or ""
+        message_id, raw_range, failure_report = relay_fields(head.headers)
+        stats = self.relay.stats
+        end = (tid + flag).encode()
+        if head.has_body:  # as pump() writes it, with _end_line
+            down._out += (new_head, b"\r\n", body, b"\r\n-------", end, b"\r\n")
+            stats["body_bytes"] += len(body)
+        else:
+            down._out += (new_head, b"-------", end, b"\r\n")
+        self.relay.dirty.add(down)
+        stats["frames_forwarded"] += 1
+        if method != "REPORT" and failure_report != "no" and flag != "#":
+            down._await(
+                tid, method, self, first, from_path, message_id, raw_range or "", failure_report
+            )
+        if method != "REPORT":
+            self._answer_forwarded(head, first, from_path, failure_report)
 
     def _refuse(self, inbound: _Inbound, code: int, reason: str) -> _Inbound:
         inbound.code, inbound.reason = code, reason
@@ -488,20 +611,18 @@ class RelayConnection(asyncio.Protocol):
             self._answer(head, stream.failed, "next hop unreachable")
         elif stream.method != "REPORT":
             stream.answered = True
-            if stream.failure_report == "yes" and not self.closed:
+            self._answer_forwarded(head, stream.first, stream.from_path, stream.failure_report)
+
+    def _answer_forwarded(
+        self, head: FrameHead, first: str, from_path: str, failure_report: str
+    ) -> None:
+        """The 200 for a request handed on (none for Failure-Report no or partial)."""
+        if failure_report == "yes":
+            if not self.closed:
                 # the usual answer, straight from what routing already parsed
-                self._queue.append(
-                    b"MSRP %s 200 OK\r\nTo-Path: %s\r\nFrom-Path: %s\r\n-------%s$\r\n"
-                    % (
-                        head.tid.encode(),
-                        stream.from_path.encode(),
-                        stream.first.encode(),
-                        head.tid.encode(),
-                    )
-                )
-                self.kick()
-            elif stream.failure_report != "yes":
-                self._answer(head, 200, "OK")
+                self._send_own(ok_response(head.tid, from_path, first))
+        else:
+            self._answer(head, 200, "OK")
 
     def _answer(self, head: FrameHead, code: int, reason: str) -> None:
         """A hop-by-hop response (RFC 4975 §7.2), per the request's Failure-Report."""
@@ -527,10 +648,12 @@ class RelayConnection(asyncio.Protocol):
         # relays that route them by To-Path (Kamailio opens a connection of its own)
         owner = self.relay.waiting.pop(head.tid, None)
         txn = None if owner is None else owner.pending.pop(head.tid, None)
-        if txn is None:
+        if owner is None or txn is None:
             self.relay.stats["responses_unmatched"] += 1
             return
-        self._trust()  # e.g. Kamailio brings responses back on a connection of its own
+        owner._settle_front()
+        if not self.trusted:  # e.g. Kamailio brings responses back on a connection of its own
+            self._trust()
         code = head.code or 0
         if txn.method == "AUTH":
             self._return_auth_response(txn, head)
@@ -574,8 +697,28 @@ class RelayConnection(asyncio.Protocol):
         """Queue a whole frame of the relay's own (a response or a REPORT)."""
         if self.closed:
             return
-        self._queue.append(data)
-        self.kick()
+        self._send_own(data)
+
+    def _send_own(self, data: bytes) -> None:
+        """A frame of the relay's own, to the output now if nothing is before it."""
+        if self.relay.batching and self.is_idle():
+            self._out.append(data)
+            self.relay.dirty.add(self)
+        else:
+            self._queue.append(data)
+            self.kick()
+
+    def is_idle(self) -> bool:
+        """Nothing queued or on the wire, and writable: output may go straight out."""
+        transport = self.transport
+        return (
+            self._writing is None
+            and not self._queue
+            and not self._write_paused
+            and transport is not None
+            and not self.closed
+            and not transport.is_closing()
+        )
 
     def _end_stream(self, stream: _Stream, flag: str) -> None:
         stream.ended = True
@@ -687,7 +830,7 @@ class RelayConnection(asyncio.Protocol):
             end = start + stream.offset - stream.part_start - 1
             total = "*" if br.total is None else str(br.total)
             text = f"{start}-{end}/{total}"
-        txn = _Txn(
+        self._await(
             stream.tid,
             stream.method,
             stream.upstream,
@@ -696,10 +839,34 @@ class RelayConnection(asyncio.Protocol):
             stream.message_id,
             text,
             stream.failure_report,
-            time.monotonic() + self.relay.config.limits.transaction_timeout,
         )
-        self.pending[stream.tid] = txn
-        self.relay.waiting[stream.tid] = self
+
+    def _await(
+        self,
+        tid: str,
+        method: str,
+        upstream: RelayConnection | None,
+        first: str,
+        from_path: str,
+        message_id: str | None,
+        byte_range: str,
+        failure_report: str,
+    ) -> None:
+        """Wait for the next hop's response to a request sent on this connection."""
+        deadline = time.monotonic() + self._txn_timeout
+        txn = _Txn(
+            tid,
+            method,
+            upstream,
+            first,
+            from_path,
+            message_id,
+            byte_range,
+            failure_report,
+            deadline,
+        )
+        self.pending[tid] = txn
+        self.relay.waiting[tid] = self
         self._txn_order.append(txn)
 
     # -- failures ---------------------------------------------------------------------
@@ -772,6 +939,14 @@ class RelayConnection(asyncio.Protocol):
 
     # -- time -------------------------------------------------------------------------
 
+    def _settle_front(self) -> None:
+        """Drop answered transactions from the front of the deadline order: responses
+        mostly come in order, so it stays short and few objects stay alive for the
+        garbage collector to walk (check_timers compacts what this leaves)."""
+        order, pending = self._txn_order, self.pending
+        while order and pending.get(order[0].tid) is not order[0]:
+            order.popleft()
+
     def check_timers(self, now: float) -> None:
         limits = self.relay.config.limits
         while self._txn_order and self._txn_order[0].deadline <= now:
@@ -826,6 +1001,7 @@ class Relay:
         self.connections: set[RelayConnection] = set()
         self.waiting: dict[str, RelayConnection] = {}  # tid -> connection it went out on
         self.batching = False
+        self.unflushed = 0  # requests handled since the output was last written
         self.dirty: set[RelayConnection] = set()
         self._ours: dict[str, MsrpUri | None] = {}
         self._per_ip: Counter[str] = Counter()
@@ -863,7 +1039,9 @@ class Relay:
         self._ticker = asyncio.create_task(self._tick())
 
     def flush(self) -> None:
-        """Write the output gathered while handling one read (see RelayConnection.pump)."""
+        """Write the output gathered while handling one read (see RelayConnection.pump),
+        or the first ``_FLUSH_EVERY`` requests of a read of many."""
+        self.unflushed = 0
         while self.dirty:
             dirty, self.dirty = self.dirty, set()
             for conn in dirty:
