@@ -134,11 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print HA1 file lines for USER (password from stdin) and exit",
     )
     relay_p.add_argument("--realm", default="pyim", help="realm for --hash-password")
+    chat_p = sub.add_parser("chat", help="chat in a terminal (pjsua2 client, MSRP session)")
+    from . import chat_terminal
+
+    chat_terminal.add_arguments(chat_p)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "chat":
+        return chat_terminal.main(args)
     if args.command == "relay":
         from .relay import daemon
 
