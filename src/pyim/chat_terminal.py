@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -197,7 +199,8 @@ async def run(config: Any, target: str | None) -> int:
 
     client = Client(config)
     try:
-        await client.start()
+        with stdout_to(config.log_file or None):
+            await client.start()
     except UaError as exc:
         print(f"pyim chat: {exc}")
         return 1
@@ -234,6 +237,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=["udp", "tcp", "tls"])
     parser.add_argument("--stun", action="append", help="STUN server host:port")
     parser.add_argument("--no-register", action="store_true", help="do not REGISTER")
+    parser.add_argument("--publish", action="store_true", help="PUBLISH presence (/status)")
+    parser.add_argument("--log-file", help="where pjsua's log goes (errors only; default: nowhere)")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -260,7 +265,28 @@ def config_from_args(args: argparse.Namespace) -> Any:
         changes["stun_servers"] = list(args.stun)
     if args.no_register:
         changes["register"] = False
+    if args.publish:
+        changes["publish"] = True
+    if args.log_file:
+        changes["log_file"] = args.log_file
+    changes["log_level"] = 0  # the screen is the chat's: pjsua writes to its file only
     return replace(config, **changes)
+
+
+@contextlib.contextmanager
+def stdout_to(path: str | None) -> Iterator[None]:
+    """Send what C code writes to file descriptor 1 to ``path`` (or nowhere) for a
+    while: pjlib prints its start-up lines before any log setting applies."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    target = os.open(path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(target)
 
 
 def main(args: argparse.Namespace) -> int:
