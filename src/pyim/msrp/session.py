@@ -50,6 +50,7 @@ KNOWN_METHODS = frozenset({"SEND", "REPORT"})
 # _MEMO_SIZE entries of at most _MEMO_MAX_KEY characters each, oldest evicted first;
 # text that fails to parse is never stored.
 _MEMO_SIZE = 256
+_MAX_REPORTABLE = 4096  # held messages whose Success-Report the application still owes
 _MEMO_MAX_KEY = 4096
 _T = TypeVar("_T")
 _uri_memo: dict[str, MsrpUri] = {}
@@ -92,6 +93,11 @@ class SessionConfig:
     max_pending_chunks: int = 64
     max_incoming_messages: int = 32
     max_incoming_bytes: int = 512 * 1024 * 1024  # buffered by all unfinished messages
+    # The application confirms each complete incoming message (``confirm``) before the
+    # 200 to its last chunk goes out, and sends its Success-Report itself (``report``):
+    # a store-and-forward server answers once the message is durable and reports
+    # once it reached the recipient.
+    hold_completion: bool = False
 
 
 @dataclass(slots=True)
@@ -199,6 +205,8 @@ class MsrpSession:
         self._completed: OrderedDict[str, None] = OrderedDict()
         self._events: list[SessionEvent] = []
         self._request: _RequestInProgress | None = None
+        self._held: dict[str, _RequestInProgress] = {}  # hold_completion: awaiting confirm
+        self._reportable: OrderedDict[str, tuple[list[MsrpUri], int]] = OrderedDict()
         self.closed = False
         self.stats: dict[str, int] = {
             "frames_in": 0,
@@ -501,11 +509,12 @@ class MsrpSession:
         if method == "REPORT":
             self._on_report(req.headers)
             return
-        self._respond(req, 200, "OK")
         msg = req.message
         if msg is None:
+            self._respond(req, 200, "OK")
             return
         if flag == "#":
+            self._respond(req, 200, "OK")
             self._drop_incoming(msg.message_id)
             self._events.append(MessageAborted(msg.message_id, msg.covered()))
             return
@@ -514,10 +523,15 @@ class MsrpSession:
             if msg.total is None:
                 msg.total = req.position
         total = msg.total
-        if msg.final_end is not None and (total == 0 or msg.ranges == [(0, total)]):
+        complete = msg.final_end is not None and (total == 0 or msg.ranges == [(0, total)])
+        if complete and self.config.hold_completion:
+            self._complete(msg, req, held=True)
+            return
+        self._respond(req, 200, "OK")
+        if complete:
             self._complete(msg, req)
 
-    def _complete(self, msg: _Incoming, req: _RequestInProgress) -> None:
+    def _complete(self, msg: _Incoming, req: _RequestInProgress, *, held: bool = False) -> None:
         self._drop_incoming(msg.message_id)
         self._completed[msg.message_id] = None
         if len(self._completed) > 1024:
@@ -527,8 +541,42 @@ class MsrpSession:
             body = bytes(view[: msg.total])
         self.stats["messages_in"] += 1
         self._events.append(MessageReceived(msg.message_id, msg.content_type, body, msg.headers))
-        if (msg.headers.get("Success-Report") or "no").lower() == "yes":
+        wants_report = (msg.headers.get("Success-Report") or "no").lower() == "yes"
+        if held:
+            self._held[msg.message_id] = req
+            if wants_report:
+                self._reportable[msg.message_id] = (list(req.from_path or []), msg.total)
+                while len(self._reportable) > _MAX_REPORTABLE:
+                    self._reportable.popitem(last=False)
+        elif wants_report:
             self._report(req, msg.message_id, msg.total, 200, "OK")
+
+    def confirm(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
+        """Answer the last chunk of a held message (``hold_completion``): 200 once it is
+        safe, or an error the sender will see (e.g. 503 when it cannot be stored)."""
+        req = self._held.pop(message_id, None)
+        if req is None:
+            return False
+        self._respond(req, code, REASONS.get(code, reason) if code != 200 else reason)
+        if code != 200:
+            self._reportable.pop(message_id, None)
+        return True
+
+    def report(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
+        """Send the Success-Report (or a failure REPORT) of a held message, when it
+        asked for one (``hold_completion``); False when there is nothing to report."""
+        entry = self._reportable.pop(message_id, None)
+        if entry is None:
+            return False
+        from_path, total = entry
+        frame = Frame(self._new_id(), "REPORT")
+        frame.headers.add("To-Path", format_path(from_path or self.remote_path))
+        frame.headers.add("From-Path", str(self.local_uri))
+        frame.headers.add("Message-ID", message_id)
+        frame.headers.add("Byte-Range", str(ByteRange(1, total, total)))
+        frame.headers.add("Status", str(Status(0, code, reason)))
+        self._control.append(self._encode(frame))
+        return True
 
     def _respond(self, req: _RequestInProgress, code: int, reason: str) -> None:
         """Answer a request per its Failure-Report (§7.2); REPORTs are never answered."""
@@ -623,5 +671,6 @@ class MsrpSession:
             self._fail(msg, 0, reason)
         self._queue.clear()
         self._incoming.clear()
+        self._held.clear()
         self._buffered = 0
         self._request = None

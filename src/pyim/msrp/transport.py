@@ -551,6 +551,20 @@ class Session:
         if self._protocol is not None:
             self._protocol.schedule_pump()
 
+    def confirm(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
+        """Answer a complete message held by ``SessionConfig.hold_completion``."""
+        done = self.engine.confirm(message_id, code, reason)
+        if done and self._protocol is not None:
+            self._protocol.schedule_pump()
+        return done
+
+    def report(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
+        """Send the Success-Report (or failure REPORT) owed for a held message."""
+        done = self.engine.report(message_id, code, reason)
+        if done and self._protocol is not None:
+            self._protocol.schedule_pump()
+        return done
+
     def refuse(self, message_id: str) -> None:
         """Refuse an incoming message midway: the sender gets 413 on its next chunk."""
         self.engine.refuse_message(message_id)
