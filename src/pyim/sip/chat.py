@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..digest import DigestClient
+from ..msrp.session import SessionConfig
 from ..msrp.session_events import MessageReceived
 from ..msrp.transport import DeliveryResult, MsrpEndpoint, Session
 from ..msrp.uri import MsrpUri
@@ -41,7 +42,7 @@ from .sdp import (
     parse_msrp_answer,
 )
 from .stack import IncomingRequest, RequestHandler, SipStack
-from .transaction import Destination
+from .transaction import ClientTransaction, Destination
 from .uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,20 @@ class ChatStack:
         accept_types: tuple[str, ...] = (*DEFAULT_ACCEPT_TYPES, "*"),
         fallback: RequestHandler | None = None,
         setup_timeout: float = 30.0,
+        screen: Callable[[SipRequest], tuple[int, str] | None] | None = None,
+        session_config: SessionConfig | None = None,
     ) -> None:
+        """``screen`` sees each new INVITE before it is answered: None accepts it, a
+        ``(status, reason)`` refuses it (e.g. 404 for a user the server does not know).
+        ``session_config`` is used for every MSRP session (default: the endpoint's)."""
         self.sip = sip
         self.msrp = msrp
         self.user = user
         self.accept_types = accept_types
         self.fallback = fallback
         self.setup_timeout = setup_timeout
+        self.screen = screen
+        self.session_config = session_config
         self.incoming: asyncio.Queue[ChatSession] = asyncio.Queue()
         self._sessions: dict[DialogId, ChatSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,9 +159,14 @@ class ChatStack:
         destination: Destination | None = None,
         pjsua_dialect: bool = False,
         auth: DigestClient | None = None,
+        from_: NameAddr | None = None,
+        on_transaction: Callable[[ClientTransaction], None] | None = None,
     ) -> ChatSession:
-        """INVITE ``target`` to a chat; raises :class:`ChatError` if it is refused."""
-        msrp_session = self.msrp.new_session()
+        """INVITE ``target`` to a chat; raises :class:`ChatError` if it is refused.
+
+        ``from_`` replaces our own identity (a B2BUA calls on someone's behalf);
+        ``on_transaction`` gets the INVITE's client transaction (to CANCEL it)."""
+        msrp_session = self.msrp.new_session(self.session_config)
         dest = destination or self.sip.destination_for_uri(target)
         offer = build_msrp_offer(
             local_path=msrp_session.path,
@@ -163,8 +176,8 @@ class ChatStack:
             pjsua_dialect=pjsua_dialect,
             username=self.user,
         )
-        local = NameAddr(
-            uri=SipUri(scheme="sip", user=self.user, host=self.sip.config.host)
+        local = (
+            from_ or NameAddr(uri=SipUri(scheme="sip", user=self.user, host=self.sip.config.host))
         ).with_tag(new_tag())
         invite = self.sip.new_request(
             "INVITE",
@@ -176,7 +189,7 @@ class ChatStack:
             headers=[("Contact", str(self.sip.contact(dest.transport, self.user)))],
         )
         try:
-            response = await self.sip.send(invite, dest, auth=auth)
+            response = await self.sip.send(invite, dest, auth=auth, on_transaction=on_transaction)
             if not 200 <= response.status < 300:
                 raise ChatError(response.status, response.reason)
             dialog = Dialog.as_uac(invite, response)
@@ -242,7 +255,12 @@ class ChatStack:
         if req.mime_type != "application/sdp" or not req.body:
             incoming.respond(488, "Not Acceptable Here (an SDP offer with m=message is needed)")
             return
-        msrp_session = self.msrp.new_session()
+        if self.screen is not None:
+            refusal = self.screen(req)
+            if refusal is not None:
+                incoming.respond(*refusal)
+                return
+        msrp_session = self.msrp.new_session(self.session_config)
         try:
             offer = SessionDescription.parse(req.body)
             answer = answer_msrp_offer(
