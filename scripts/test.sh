@@ -46,6 +46,9 @@ APT_PACKAGES=(
     # (tests/coturn.py, tests/kamailio_presence.py, deploy/kamailio/proxy-presence.cfg).
     coturn
     kamailio-presence-modules
+    # pyim.store's shared backend: a throw-away PostgreSQL cluster per test session
+    # (tests/postgres.py runs initdb and postgres from /usr/lib/postgresql/*/bin).
+    postgresql
 )
 # ---------------------------------------------------------------------------------------
 

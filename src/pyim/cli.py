@@ -134,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print HA1 file lines for USER (password from stdin) and exit",
     )
     relay_p.add_argument("--realm", default="pyim", help="realm for --hash-password")
+    server_p = sub.add_parser("server", help="run the IM application server")
+    server_p.add_argument("-c", "--config", type=Path, help="TOML config (pyim.server.config)")
+    server_p.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    users_p = sub.add_parser("users", help="manage the server's users (HA1 in its store)")
+    users_p.add_argument("action", choices=["add", "remove", "list"])
+    users_p.add_argument("name", nargs="?")
+    users_p.add_argument("-c", "--config", type=Path)
     chat_p = sub.add_parser("chat", help="chat in a terminal (pjsua2 client, MSRP session)")
     from . import chat_terminal
 
@@ -143,6 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "server":
+        from .server import daemon as server_daemon
+
+        return server_daemon.run(args.config, json_logs=args.json_logs)
+    if args.command == "users":
+        from .server import daemon as server_daemon
+
+        if args.action != "list" and not args.name:
+            parser.error("users add/remove need a name")
+        return server_daemon.users_command(args.config, args.action, args.name)
     if args.command == "chat":
         return chat_terminal.main(args)
     if args.command == "relay":

@@ -1,0 +1,495 @@
+"""The IM application server: registrar, chat sessions through the server, the
+offline queue, page-mode interworking.
+
+- REGISTER: the embedded registrar with Digest against the store's users; a user's
+  REGISTER starts the delivery of what waits for them.
+- INVITE with ``m=message`` to a user of the domain: answered at once (the server is
+  the other end of the caller's session, whether the callee is online or not); the
+  callee's devices are INVITEd when there is something to deliver, on the caller's
+  behalf, forking to every contact (the first to answer wins, the others are
+  CANCELled) and retrying in the pjsua dialect on 488.
+- Each message on a leg is stored durably, then answered (its last chunk's 200),
+  then delivered; the sender gets its Success-Report when the device acknowledged
+  it, or an IMDN by page mode when the session is gone.
+- MESSAGE (page mode) to a user: stored and answered 202, delivered into an open
+  session with the sender if there is one, else as MESSAGE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Coroutine
+from typing import Any
+
+from ..digest import Algorithm, DigestServer, ha1
+from ..msrp.session import SessionConfig
+from ..msrp.session_events import MessageReceived
+from ..msrp.transport import EndpointConfig, MsrpEndpoint
+from ..sip.chat import ChatError, ChatSession, ChatStack
+from ..sip.message import SipRequest
+from ..sip.registrar import Registrar, RegistrarConfig
+from ..sip.registration import RegistrarService
+from ..sip.stack import IncomingRequest, SipStack, StackConfig
+from ..sip.transaction import ClientTransaction, Destination
+from ..sip.uri import NameAddr, SipUri
+from ..store import Store, StoreError, StoreUnavailable, open_store
+from ..store.model import StoredMessage
+from ..ua.cpim import CPIM_TYPE, encode_cpim
+from .config import ServerConfig
+from .delivery import LEASE_SECONDS, Deliverer, DeliveryTarget
+from .imdn import imdn_message, wants_delivery_notice
+from .legs import IS_COMPOSING, Leg, LegTable, aor_of
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Answers of a device that takes no MSRP session: deliver to it by page mode.
+PAGE_ONLY = frozenset({405, 415, 488, 501, 606})
+
+
+class ImServer(DeliveryTarget):
+    """One application server: SIP and MSRP listeners, registrar, legs, queue."""
+
+    def __init__(self, config: ServerConfig, *, store: Store | None = None) -> None:
+        self.config = config.validate()
+        self.store = store or open_store(config.store)
+        self.metrics = Metrics()
+        self.registrar = Registrar(
+            RegistrarConfig(domains=tuple({config.domain, config.public_host, config.host}))
+        )
+        self._ha1: dict[tuple[str, Algorithm], str] = {}
+        self.digest = DigestServer(config.auth_realm, self._credentials)
+        self.sip = SipStack(StackConfig(host=config.public_host))
+        self.msrp: MsrpEndpoint | None = None
+        self.chat: ChatStack | None = None
+        self.legs = LegTable(self._on_message, self._on_leg_closed)
+        self._registrar_service = RegistrarService(self.registrar, self.digest)
+        self._deliverers: dict[str, Deliverer] = {}
+        self._owed: dict[str, Leg] = {}  # Message-ID -> the leg that wants its report
+        self._page_only: set[tuple[str, str]] = set()
+        self._dialect: dict[str, bool] = {}  # contact -> needs the pjsua dialect
+        self._rate: dict[str, list[float]] = defaultdict(list)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting: asyncio.Task[None] | None = None
+        self.started = False
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.store.migrate()
+        await self._load_users()
+        cfg = self.config
+        self.msrp = await MsrpEndpoint.create(
+            cfg.host,
+            cfg.msrp.port,
+            config=EndpointConfig(session=self._session_config()),
+        )
+        self.msrp.host = cfg.public_host
+        self.chat = ChatStack(
+            self.sip,
+            self.msrp,
+            user="pyim",
+            fallback=self._on_request,
+            screen=self._screen,
+            session_config=self._session_config(),
+        )
+        await self.sip.start(
+            udp=None if cfg.sip.udp < 0 else cfg.sip.udp,
+            tcp=None if cfg.sip.tcp < 0 else cfg.sip.tcp,
+        )
+        self._accepting = asyncio.ensure_future(self._accept_loop())
+        if cfg.metrics.port:
+            self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        self.started = True
+        log.info(
+            "pyim server for %s: SIP %s, MSRP %s:%d, store %s",
+            cfg.domain,
+            self.sip.transport.local,
+            cfg.public_host,
+            self.msrp.port,
+            cfg.store,
+        )
+
+    def _session_config(self) -> SessionConfig:
+        return SessionConfig(
+            hold_completion=True, max_message_size=self.config.limits.max_message_size
+        )
+
+    async def stop(self) -> None:
+        """BYE every session, stop delivering, close listeners and the store."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for deliverer in list(self._deliverers.values()):
+            await deliverer.stop()
+        await self.legs.close_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.chat is not None:
+            await self.chat.close()
+        await self.sip.close()
+        if self.msrp is not None:
+            await self.msrp.close()
+        self.metrics.stop()
+        await self.store.close()
+
+    async def _load_users(self) -> None:
+        realm = self.config.auth_realm
+        for user in await self.store.list_users():
+            if user.realm == realm:
+                self._ha1[(user.username, Algorithm.MD5)] = user.ha1_md5
+                self._ha1[(user.username, Algorithm.SHA_256)] = user.ha1_sha256
+        for name, password in self.config.users.items():
+            for algorithm in (Algorithm.MD5, Algorithm.SHA_256):
+                self._ha1[(name, algorithm)] = ha1(name, realm, password, algorithm)
+
+    def _credentials(self, username: str, realm: str, algorithm: Algorithm) -> str | None:
+        return self._ha1.get((username, algorithm.base))
+
+    def knows(self, aor: str) -> bool:
+        user = aor.split(":", 1)[-1].split("@", 1)[0]
+        return (user, Algorithm.MD5) in self._ha1
+
+    def _aor(self, uri: SipUri) -> str | None:
+        """Our user's AOR for a Request-URI of our domain, else None."""
+        if uri.user is None or uri.host not in self.registrar.config.domains:
+            return None
+        return f"sip:{uri.user}@{self.config.domain}"
+
+    # -- SIP requests --------------------------------------------------------------------
+
+    def _screen(self, request: SipRequest) -> tuple[int, str] | None:
+        """New INVITEs: only to users of this domain, within the session limit."""
+        target = self._aor(request.uri)
+        if target is None or not self.knows(target):
+            self.metrics.failures.labels("unknown_user").inc()
+            return 404, "Not Found"
+        if len(self.legs) >= self.config.limits.max_sessions:
+            self.metrics.failures.labels("too_many_sessions").inc()
+            return 503, "Service Unavailable (too many sessions)"
+        return None
+
+    def _on_request(self, incoming: IncomingRequest) -> None:
+        method = incoming.request.method
+        if method == "REGISTER":
+            self._on_register(incoming)
+        elif method == "MESSAGE":
+            self._spawn(self._on_page(incoming))
+        elif method == "OPTIONS":
+            incoming.respond(200, headers=[("Accept", "application/sdp, message/cpim")])
+        elif method in ("SUBSCRIBE", "PUBLISH"):
+            incoming.respond(489, "Bad Event")
+        else:
+            incoming.respond(405)
+
+    def _on_register(self, incoming: IncomingRequest) -> None:
+        self._registrar_service.handle(incoming)
+        contacts = sum(len(b) for b in self.registrar.bindings.values())
+        self.metrics.registered.set(contacts)
+        uri = incoming.request.to.uri
+        if self.registrar.lookup(uri, self.sip.loop.time()):
+            aor = self._user_aor(uri)
+            self.deliverer(aor).kick()  # what waited for this user
+            self._spawn(self._send_notifications(aor))
+
+    def _user_aor(self, uri: SipUri) -> str:
+        return f"sip:{uri.user}@{self.config.domain}"
+
+    async def _on_page(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        target = self._aor(request.uri)
+        if target is None or not self.knows(target):
+            incoming.respond(404)
+            return
+        sender = aor_of(request.from_)
+        ctype = request.mime_type or "text/plain"
+        if len(request.body) > self.config.limits.max_message_size:
+            incoming.respond(413)
+            return
+        if not self._within_rate(sender):
+            incoming.respond(
+                503, "Service Unavailable (too many messages)", headers=[("Retry-After", "1")]
+            )
+            return
+        mid = request.call_id
+        if self.legs.get(target, sender) is None:
+            self._page_only.add((target, sender))
+        try:
+            await self._accept_message(target, sender, ctype, request.body, mid, imdn=False)
+        except StoreError as exc:
+            incoming.respond(503, f"Service Unavailable ({exc})")
+            return
+        self.metrics.messages_in.labels("page").inc()
+        incoming.respond(202, "Accepted")
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        assert self.chat is not None
+        while True:
+            session = await self.chat.accept()
+            owner, other = aor_of(session.dialog.remote), aor_of(session.dialog.local)
+            other = self._aor(session.dialog.local.uri) or other
+            self.legs.add(Leg(owner, other, session, incoming=True))
+            self._page_only.discard((owner, other))
+            self.metrics.sessions.set(len(self.legs))
+            self.deliverer(owner).kick()  # replies queued while the caller was away
+
+    async def _on_message(self, leg: Leg, message: MessageReceived) -> None:
+        msrp = leg.session.msrp
+        ctype = message.content_type or "text/plain"
+        mid = message.message_id
+        if ctype.split(";")[0].strip().lower() == IS_COMPOSING:
+            other = self.legs.get(leg.other, leg.owner)
+            if other is not None:
+                with contextlib.suppress(Exception):
+                    other.session.msrp.send_nowait(ctype, message.body, failure_report="no")
+            msrp.confirm(mid)
+            return
+        if not self._within_rate(leg.owner):
+            self.metrics.failures.labels("rate").inc()
+            msrp.confirm(mid, 503, "too many messages")
+            return
+        wants_report = (message.headers.get("Success-Report") or "no").lower() == "yes"
+        imdn = wants_report or wants_delivery_notice(ctype, message.body)
+        try:
+            await self._accept_message(leg.other, leg.owner, ctype, message.body, mid, imdn=imdn)
+        except StoreUnavailable as exc:
+            self.metrics.failures.labels("store").inc()
+            msrp.confirm(mid, 503, str(exc)[:60])
+            return
+        except StoreError as exc:
+            self.metrics.failures.labels("queue_full").inc()
+            msrp.confirm(mid, 413, str(exc)[:60])
+            return
+        if wants_report:
+            self._owed[mid] = leg
+        msrp.confirm(mid)
+        self.metrics.messages_in.labels("session").inc()
+
+    async def _accept_message(
+        self, recipient: str, sender: str, ctype: str, body: bytes, mid: str, *, imdn: bool
+    ) -> None:
+        """Durable first: queue (and history), then wake the recipient's deliverer."""
+        if await self.store.depth(recipient) >= self.config.limits.max_queue_per_user:
+            raise StoreError(f"the queue of {recipient} is full")
+        await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn)
+        await self.store.add_history(sender, recipient, ctype, body, mid)
+        self.metrics.stored.inc()
+        self.deliverer(recipient).kick()
+
+    def _on_leg_closed(self, leg: Leg) -> None:
+        self.metrics.sessions.set(len(self.legs))
+        for mid, owed in list(self._owed.items()):
+            if owed is leg:
+                del self._owed[mid]  # its sender gets an IMDN instead, if it asked
+
+    def _within_rate(self, sender: str) -> bool:
+        now = time.monotonic()
+        window = [t for t in self._rate[sender] if now - t < 1.0]
+        allowed = len(window) < self.config.limits.messages_per_second
+        if allowed:
+            window.append(now)
+        self._rate[sender] = window
+        return allowed
+
+    # -- delivery (DeliveryTarget) ---------------------------------------------------------
+
+    def deliverer(self, recipient: str) -> Deliverer:
+        deliverer = self._deliverers.get(recipient)
+        if deliverer is None:
+            deliverer = self._deliverers[recipient] = Deliverer(recipient, self)
+        return deliverer
+
+    def online(self, recipient: str) -> bool:
+        return bool(self._contacts(recipient))
+
+    def _contacts(self, recipient: str) -> list[SipUri]:
+        uri = SipUri.parse(recipient)
+        return [b.contact.uri for b in self.registrar.lookup(uri, self.sip.loop.time())]
+
+    async def claim(self, recipient: str) -> list[StoredMessage]:
+        return await self.store.claim(recipient, "server", LEASE_SECONDS)
+
+    async def release(self, messages: list[StoredMessage]) -> None:
+        await self.store.release([m.id for m in messages])
+
+    def leg(self, recipient: str, sender: str) -> Leg | None:
+        return self.legs.get(recipient, sender)
+
+    def page_only(self, recipient: str, sender: str) -> bool:
+        return (recipient, sender) in self._page_only
+
+    async def open_leg(self, recipient: str, sender: str) -> Leg | None:
+        """INVITE every contact of ``recipient`` on ``sender``'s behalf; first 2xx wins."""
+        assert self.chat is not None
+        contacts = self._contacts(recipient)
+        if not contacts:
+            return None
+        pending: dict[asyncio.Task[ChatSession], SipUri] = {}
+        transactions: dict[str, ClientTransaction] = {}
+        for contact in contacts:
+            task = asyncio.ensure_future(self._invite(contact, recipient, sender, transactions))
+            pending[task] = contact
+        winner: ChatSession | None = None
+        codes: list[int] = []
+        try:
+            async with asyncio.timeout(self.config.limits.delivery_timeout + 5):
+                while pending and winner is None:
+                    done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        pending.pop(task)
+                        try:
+                            session = task.result()
+                        except ChatError as exc:
+                            codes.append(exc.status)
+                            continue
+                        if winner is None:
+                            winner = session
+                        else:
+                            await session.close()
+        except TimeoutError:
+            codes.append(408)
+        for task, uri in pending.items():  # CANCEL the other branches
+            tx = transactions.get(str(uri))
+            if tx is not None:
+                self.sip.cancel(tx)
+            task.add_done_callback(self._close_late_winner)
+        if winner is None:
+            if codes and all(code in PAGE_ONLY for code in codes):
+                self._page_only.add((recipient, sender))
+            log.info("no device of %s took a session from %s: %s", recipient, sender, codes)
+            return None
+        leg = self.legs.add(Leg(recipient, sender, winner, incoming=False))
+        self.metrics.sessions.set(len(self.legs))
+        return leg
+
+    def _close_late_winner(self, task: asyncio.Task[ChatSession]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._spawn(task.result().close())
+
+    async def _invite(
+        self,
+        contact: SipUri,
+        recipient: str,
+        sender: str,
+        transactions: dict[str, ClientTransaction],
+    ) -> ChatSession:
+        assert self.chat is not None
+        key = str(contact)
+        dialects = [self._dialect[key]] if key in self._dialect else [False, True]
+        last: ChatError | None = None
+        for dialect in dialects:
+            try:
+                session = await self.chat.invite(
+                    contact,
+                    to=NameAddr(uri=SipUri.parse(recipient)),
+                    from_=NameAddr(uri=SipUri.parse(sender)),
+                    pjsua_dialect=dialect,
+                    on_transaction=functools.partial(transactions.__setitem__, key),
+                )
+            except ChatError as exc:
+                last = exc
+                if exc.status != 488:
+                    raise
+                continue
+            self._dialect[key] = dialect
+            return session
+        assert last is not None
+        raise last
+
+    async def send_page(self, message: StoredMessage) -> bool | None:
+        """Deliver by MESSAGE (CPIM with the original sender and time) to a contact."""
+        contacts = self._contacts(message.recipient)
+        if not contacts:
+            return None
+        if len(message.body) > self.config.limits.max_page_size:
+            await self._failed(message, 413, "too large for page mode")
+            return True  # answered for good: a failure report, not a retry
+        body = encode_cpim(
+            sender=message.sender,
+            recipient=message.recipient,
+            text=message.body.decode("utf-8", "replace"),
+            content_type=message.content_type,
+        ).encode()
+        request = self.sip.new_request(
+            "MESSAGE",
+            contacts[0],
+            from_=NameAddr(uri=SipUri.parse(message.sender)).with_tag(self.sip.new_call_id()[:8]),
+            to=NameAddr(uri=SipUri.parse(message.recipient)),
+            body=body,
+            content_type=CPIM_TYPE,
+        )
+        response = await self.sip.send(request, self._destination(contacts[0]))
+        return 200 <= response.status < 300
+
+    def _destination(self, contact: SipUri) -> Destination:
+        return self.sip.destination_for_uri(contact)
+
+    async def delivered(self, message: StoredMessage, mode: str) -> None:
+        """The device acknowledged it: off the queue; the sender learns it."""
+        self.metrics.delivered.inc()
+        self.metrics.messages_out.labels(mode).inc()
+        await self._settle(message, 200, "OK", "delivered")
+
+    async def _failed(self, message: StoredMessage, code: int, reason: str) -> None:
+        self.metrics.failures.labels(f"undeliverable_{code}").inc()
+        await self._settle(message, code, reason, "failed")
+
+    async def _settle(self, message: StoredMessage, code: int, reason: str, status: str) -> None:
+        """Off the queue; a Success-Report (or failure REPORT) in the sender's session if
+        it is still open, else an IMDN queued in the same transaction when asked for."""
+        leg = self._owed.pop(message.message_id, None)
+        if (
+            leg is not None
+            and leg.open
+            and leg.session.msrp.report(message.message_id, code, reason)
+        ):
+            self.metrics.notifications.labels("report").inc()
+            await self.store.ack([message.id])
+            return
+        await self.store.ack([message.id], notify=status if message.imdn else None)
+        if message.imdn:
+            await self._send_notifications(message.sender)
+
+    async def _send_notifications(self, to: str) -> None:
+        """IMDNs waiting for ``to``, by page mode, once it is registered."""
+        contacts = self._contacts(to)
+        if not contacts:
+            return
+        sent = []
+        for note in await self.store.pending_notifications(to):
+            body = imdn_message(
+                server=f"sip:pyim@{self.config.domain}",
+                to=to,
+                recipient=note.recipient,
+                message_id=note.about_message_id,
+                status=note.status,
+                when=note.at,
+            ).encode()
+            request = self.sip.new_request(
+                "MESSAGE",
+                contacts[0],
+                from_=NameAddr(uri=SipUri.parse(f"sip:pyim@{self.config.domain}")).with_tag(
+                    self.sip.new_call_id()[:8]
+                ),
+                to=NameAddr(uri=SipUri.parse(to)),
+                body=body,
+                content_type=CPIM_TYPE,
+            )
+            response = await self.sip.send(request, self._destination(contacts[0]))
+            if 200 <= response.status < 300:
+                sent.append(note.id)
+                self.metrics.notifications.labels("imdn").inc()
+        if sent:
+            await self.store.ack_notifications(sent)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

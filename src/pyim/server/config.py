@@ -1,0 +1,199 @@
+"""The application server's configuration: dataclasses with defaults that run on
+127.0.0.1 with no file at all, loaded from TOML::
+
+    [server]
+    domain = "example.test"          # the SIP domain whose users this server serves
+    host = "0.0.0.0"                 # where it listens
+    advertise = "im.example.test"    # the host put in Contact, Via and a=path
+    store = "sqlite:///var/lib/pyim/pyim.db"     # sqlite://relative.db, postgresql://...
+    log_level = "info"
+
+    [sip]                            # ports: 0 any free port, -1 off
+    udp = 5060
+    tcp = 5060
+    tls = -1                         # TLS needs cert and key
+    cert = "server.pem"
+    key = "server.key"
+
+    [msrp]
+    port = 2855                      # 0: any free port
+    tls = false
+
+    [metrics]
+    port = 9464                      # Prometheus text on http://host:port/metrics; 0: off
+
+    [limits]
+    max_message_size = 1048576       # bigger messages get 413
+    max_queue_per_user = 10000       # offline messages kept per recipient
+    messages_per_second = 50         # per sender; above: 503 / failure report
+
+    [users]                          # plain passwords for tests and demos only;
+    alice = "alice"                  # real users live in the store (pyim users add)
+
+Relative paths are relative to the file's folder.  Unknown keys and bad values raise
+:class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: What ``pyim server`` runs with when given no file: everything on 127.0.0.1, two
+#: demo users, a store in the current folder.
+DEMO_USERS = {"alice": "alice", "bob": "bob"}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    udp: int = 5060
+    tcp: int = 5060
+    tls: int = -1
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MsrpSettings:
+    port: int = 0
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int = 9464
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_size: int = 1024 * 1024
+    max_page_size: int = 1300  # page-mode bodies above this go as a session or fail (413)
+    max_queue_per_user: int = 10_000
+    messages_per_second: float = 50.0
+    delivery_timeout: float = 30.0  # INVITE to a device / a message to be acknowledged
+    max_sessions: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    domain: str = "127.0.0.1"
+    host: str = "127.0.0.1"
+    advertise: str = ""
+    store: str = "sqlite://pyim.db"  # relative: from where the server runs (or the file)
+    log_level: str = "info"
+    realm: str = ""  # digest realm (default: the domain)
+    sip: SipSettings = field(default_factory=SipSettings)
+    msrp: MsrpSettings = field(default_factory=MsrpSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    limits: Limits = field(default_factory=Limits)
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def public_host(self) -> str:
+        return self.advertise or self.host
+
+    @property
+    def auth_realm(self) -> str:
+        return self.realm or self.domain
+
+    def validate(self) -> ServerConfig:
+        if self.public_host in ("0.0.0.0", "::"):
+            raise ConfigError("server.advertise is needed when host is a wildcard")
+        if not self.store.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ConfigError(f"server.store: unknown store URL {self.store!r}")
+        if self.sip.tls >= 0 and (self.sip.cert is None or self.sip.key is None):
+            raise ConfigError("sip.tls needs sip.cert and sip.key")
+        if max(self.sip.udp, self.sip.tcp, self.sip.tls) < 0:
+            raise ConfigError("no SIP listener: set sip.udp, sip.tcp or sip.tls")
+        if self.sip.tls >= 0:
+            raise ConfigError("sip.tls: TLS for the server's SIP side is not there yet")
+        for f in dataclasses.fields(self.limits):
+            if getattr(self.limits, f.name) <= 0:
+                raise ConfigError(f"limits.{f.name} must be positive")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"server.log_level {self.log_level!r} is not a log level")
+        return self
+
+
+def _table(cls: type[Any], data: Any, where: str, base: Path | None) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if not hasattr(defaults, key) or key.startswith("_"):
+            raise ConfigError(f"{where}.{key}: unknown key")
+        default = getattr(defaults, key)
+        if key in ("cert", "key"):
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}.{key}: expected a path")
+            path = Path(value)
+            values[key] = base / path if base is not None and not path.is_absolute() else path
+            continue
+        expected: type[Any] = type(default)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, expected) and not isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerConfig:
+    known = {"server", "sip", "msrp", "metrics", "limits", "users"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    server = data.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError("[server] must be a table")
+    top: dict[str, Any] = {}
+    for key, value in server.items():
+        if key not in ("domain", "host", "advertise", "store", "log_level", "realm"):
+            raise ConfigError(f"server.{key}: unknown key")
+        if not isinstance(value, str):
+            raise ConfigError(f"server.{key}: expected a string")
+        top[key] = value
+    store = top.get("store", "")
+    if base is not None and store.startswith("sqlite://") and not store.startswith("sqlite:///"):
+        relative = store[len("sqlite://") :]
+        if relative and relative != ":memory:":
+            top["store"] = f"sqlite://{base.resolve() / relative}"
+    users = data.get("users", {})
+    if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
+        raise ConfigError("[users] must map user names to password strings")
+    return ServerConfig(
+        sip=_table(SipSettings, data.get("sip", {}), "sip", base),
+        msrp=_table(MsrpSettings, data.get("msrp", {}), "msrp", base),
+        metrics=_table(MetricsSettings, data.get("metrics", {}), "metrics", base),
+        limits=_table(Limits, data.get("limits", {}), "limits", base),
+        users=dict(users),
+        **top,
+    ).validate()
+
+
+def load_config(path: Path) -> ServerConfig:
+    """Read a TOML file; ConfigError (with the file name) when it is invalid."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        return config_from_dict(data, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

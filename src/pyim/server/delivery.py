@@ -1,0 +1,145 @@
+"""Delivery of queued messages to their recipients' devices (store-and-forward).
+
+Every message the server accepts is in the store before the sender gets its 200.
+One :class:`Deliverer` per recipient takes them out in order, one sender at a time:
+into the open leg with that sender if there is one, else into a new session (the
+server INVITEs the recipient's devices on the sender's behalf), else, for devices
+that take no sessions, as page-mode MESSAGE with CPIM.  A message leaves the queue
+only after the device's 200 (page) or Success-Report (session); until then it is
+claimed with a lease, so a crash puts it back, and it is never acknowledged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..store.model import StoredMessage
+from .legs import Leg
+
+log = logging.getLogger(__name__)
+
+#: How long a claim holds a message before another delivery may take it.
+LEASE_SECONDS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one delivery attempt ended: ``delivered``, or not (and whether to stop)."""
+
+    delivered: bool
+    retry_later: bool = True
+
+
+class DeliveryTarget:
+    """What a Deliverer needs from the server (kept narrow for unit tests)."""
+
+    async def claim(self, recipient: str) -> list[StoredMessage]:
+        raise NotImplementedError
+
+    async def open_leg(self, recipient: str, sender: str) -> Leg | None:
+        raise NotImplementedError
+
+    async def send_page(self, message: StoredMessage) -> bool | None:
+        raise NotImplementedError
+
+    async def delivered(self, message: StoredMessage, mode: str) -> None:
+        raise NotImplementedError
+
+    async def release(self, messages: list[StoredMessage]) -> None:
+        raise NotImplementedError
+
+    def online(self, recipient: str) -> bool:
+        raise NotImplementedError
+
+    def leg(self, recipient: str, sender: str) -> Leg | None:
+        raise NotImplementedError
+
+    def page_only(self, recipient: str, sender: str) -> bool:
+        raise NotImplementedError
+
+
+class Deliverer:
+    """Drains one recipient's queue whenever kicked (a new message, a REGISTER)."""
+
+    def __init__(self, recipient: str, target: DeliveryTarget) -> None:
+        self.recipient = recipient
+        self.target = target
+        self._kick = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery to %s failed", self.recipient)
+                await asyncio.sleep(1.0)
+
+    async def _drain(self) -> None:
+        """Deliver until the queue is empty or the recipient cannot take more now."""
+        while self.target.online(self.recipient):
+            batch = await self.target.claim(self.recipient)
+            if not batch:
+                return
+            progressed = False
+            for sender, group in itertools.groupby(batch, key=lambda m: m.sender):
+                messages = list(group)
+                done = await self._deliver_from(sender, messages)
+                progressed = progressed or done > 0
+                if done < len(messages):
+                    await self.target.release(messages[done:])
+            if not progressed:
+                return  # nothing went through: wait for the next kick (a REGISTER)
+
+    async def _deliver_from(self, sender: str, messages: list[StoredMessage]) -> int:
+        """Deliver ``messages`` (all from ``sender``, in order); returns how many went."""
+        leg = self.target.leg(self.recipient, sender)
+        if leg is None and not self.target.page_only(self.recipient, sender):
+            leg = await self.target.open_leg(self.recipient, sender)
+        done = 0
+        for message in messages:
+            if leg is not None and leg.open:
+                result = await leg.session.msrp.send(
+                    message.content_type,
+                    message.body,
+                    success_report=True,
+                    message_id=message.message_id,
+                )
+                if result.status != "delivered":
+                    log.info(
+                        "%s -> %s: %s not delivered (%s %s)",
+                        sender,
+                        self.recipient,
+                        message.message_id,
+                        result.code,
+                        result.reason,
+                    )
+                    return done
+                await self.target.delivered(message, "session")
+            else:
+                ok = await self.target.send_page(message)
+                if not ok:
+                    return done
+                await self.target.delivered(message, "page")
+            done += 1
+        return done
+
+
+DelivererFactory = Callable[[str], Awaitable[Deliverer]]
