@@ -69,6 +69,10 @@ class ImServer(DeliveryTarget):
         self.chat: ChatStack | None = None
         self.legs = LegTable(self._on_message, self._on_leg_closed)
         self._registrar_service = RegistrarService(self.registrar, self.digest)
+        self._replica_service = RegistrarService(self.registrar, None)
+        self._proxy: Destination | None = None
+        if config.proxy:
+            self._proxy = self.sip.destination_for_uri(SipUri.parse(config.proxy))
         self._deliverers: dict[str, Deliverer] = {}
         self._owed: dict[str, Leg] = {}  # Message-ID -> the leg that wants its report
         self._page_only: set[tuple[str, str]] = set()
@@ -188,7 +192,15 @@ class ImServer(DeliveryTarget):
             incoming.respond(405)
 
     def _on_register(self, incoming: IncomingRequest) -> None:
-        self._registrar_service.handle(incoming)
+        if self._proxy is not None:
+            # behind a proxy: it authenticated the REGISTER and replicates it to us
+            if incoming.source.host not in self.config.trusted_proxies:
+                self.metrics.failures.labels("untrusted_register").inc()
+                incoming.respond(403, "Forbidden (REGISTER goes to the proxy)")
+                return
+            self._replica_service.handle(incoming)
+        else:
+            self._registrar_service.handle(incoming)
         contacts = sum(len(b) for b in self.registrar.bindings.values())
         self.metrics.registered.set(contacts)
         uri = incoming.request.to.uri
@@ -310,8 +322,15 @@ class ImServer(DeliveryTarget):
         return bool(self._contacts(recipient))
 
     def _contacts(self, recipient: str) -> list[SipUri]:
+        """Where to reach ``recipient``: its contacts, or (behind a proxy) its AOR,
+        which the proxy resolves itself."""
         uri = SipUri.parse(recipient)
-        return [b.contact.uri for b in self.registrar.lookup(uri, self.sip.loop.time())]
+        bindings = self.registrar.lookup(uri, self.sip.loop.time())
+        if not bindings:
+            return []
+        if self._proxy is not None:
+            return [uri]
+        return [b.contact.uri for b in bindings]
 
     async def claim(self, recipient: str) -> list[StoredMessage]:
         return await self.store.claim(recipient, "server", LEASE_SECONDS)
@@ -388,6 +407,7 @@ class ImServer(DeliveryTarget):
             try:
                 session = await self.chat.invite(
                     contact,
+                    destination=self._destination(contact),
                     to=NameAddr(uri=SipUri.parse(recipient)),
                     from_=NameAddr(uri=SipUri.parse(sender)),
                     pjsua_dialect=dialect,
@@ -429,6 +449,8 @@ class ImServer(DeliveryTarget):
         return 200 <= response.status < 300
 
     def _destination(self, contact: SipUri) -> Destination:
+        if self._proxy is not None:
+            return self._proxy
         return self.sip.destination_for_uri(contact)
 
     async def delivered(self, message: StoredMessage, mode: str) -> None:

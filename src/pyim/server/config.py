@@ -5,6 +5,8 @@
     domain = "example.test"          # the SIP domain whose users this server serves
     host = "0.0.0.0"                 # where it listens
     advertise = "im.example.test"    # the host put in Contact, Via and a=path
+    # proxy = "sip:10.0.0.5:5060"    # behind Kamailio: users reached through it
+    # trusted_proxies = ["10.0.0.5"] # ... which replicates REGISTERs to us
     store = "sqlite:///var/lib/pyim/pyim.db"     # sqlite://relative.db, postgresql://...
     log_level = "info"
 
@@ -90,6 +92,10 @@ class ServerConfig:
     store: str = "sqlite://pyim.db"  # relative: from where the server runs (or the file)
     log_level: str = "info"
     realm: str = ""  # digest realm (default: the domain)
+    # Behind a proxy/registrar (Kamailio): it replicates REGISTERs to us (accepted from
+    # these addresses only) and we reach users through it, by AOR.
+    proxy: str = ""
+    trusted_proxies: tuple[str, ...] = ()
     sip: SipSettings = field(default_factory=SipSettings)
     msrp: MsrpSettings = field(default_factory=MsrpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -118,6 +124,8 @@ class ServerConfig:
         for f in dataclasses.fields(self.limits):
             if getattr(self.limits, f.name) <= 0:
                 raise ConfigError(f"limits.{f.name} must be positive")
+        if self.proxy and not self.trusted_proxies:
+            raise ConfigError("server.proxy needs server.trusted_proxies (who may REGISTER)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"server.log_level {self.log_level!r} is not a log level")
         return self
@@ -162,7 +170,12 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerCo
         raise ConfigError("[server] must be a table")
     top: dict[str, Any] = {}
     for key, value in server.items():
-        if key not in ("domain", "host", "advertise", "store", "log_level", "realm"):
+        if key == "trusted_proxies":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError("server.trusted_proxies: expected a list of addresses")
+            top[key] = tuple(value)
+            continue
+        if key not in ("domain", "host", "advertise", "store", "log_level", "realm", "proxy"):
             raise ConfigError(f"server.{key}: unknown key")
         if not isinstance(value, str):
             raise ConfigError(f"server.{key}: expected a string")
