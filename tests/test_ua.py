@@ -312,3 +312,48 @@ async def test_close_with_a_message_in_flight(peer: SipPeer) -> None:
     status, proc = await run_ua(alice(peer), script)
     assert status == 0, f"{proc.records}\n{await proc.tail()}"
     assert len(peer.pages) >= 1
+
+
+# -- presence peer to peer ----------------------------------------------------------------------
+
+
+async def test_presence_peer_to_peer_reaches_the_watcher() -> None:
+    """bob (no registrar) sets his status; alice SUBSCRIBEs straight to bob's address,
+    sees it in bob's NOTIFY, then the change to away. (This was a ``std::bad_alloc``
+    abort: Buddy.report read ``getInfo().presStatus.note`` after the BuddyInfo
+    temporary was freed.)"""
+    bob = await UaProcess(
+        unregistered(account="sip:bob@127.0.0.1"),
+        [
+            {"op": "start"},
+            {"op": "presence", "online": True, "note": "bob is here"},
+            {"op": "readline"},
+            {"op": "presence", "online": False, "note": "away"},
+            {"op": "readline"},
+        ],
+    ).start()
+    alice: UaProcess | None = None
+    try:
+        target = f"sip:bob@{(await bob.record('start'))['local']}"
+        await bob.record("presence")
+        alice = await UaProcess(
+            unregistered(),
+            [
+                {"op": "start"},
+                {"op": "subscribe", "uri": target},
+                {"op": "wait_buddy", "uri": target, "online": True, "note": "bob is here"},
+                {"op": "readline"},
+                {"op": "wait_buddy", "uri": target, "online": False, "note": "away"},
+            ],
+        ).start()
+        await alice.record("wait_buddy")
+        bob.send_line()  # bob goes away
+        alice.send_line()
+        await expect_exit(alice)
+        bob.send_line()
+        await expect_exit(bob)
+        assert [r["note"] for r in alice.by_op("wait_buddy")] == ["bob is here", "away"]
+    finally:
+        for proc in (alice, bob):
+            if proc is not None:
+                await proc.kill()

@@ -10,7 +10,10 @@ Each client runs in a process of its own: pjsua2 allows one Endpoint per process
 aborts the whole process on misuse, so the tests judge it by its exit status. stdout
 carries only the JSON lines (pjsua's console log goes to stderr). Steps (``op``):
 
-- ``start`` (``wait``: wait for the registration, default true) -> ``local``, ``registered``
+- ``start`` (``wait``: wait for the registration, default true) -> ``local``, ``registered``,
+  ``mapped`` (the STUN-mapped SIP address), ``bound``, ``stun_server``
+- ``wait_reg`` -> ``code``, ``reason``, ``active`` of the next RegistrationChanged event;
+  ``register`` ``on``: re-REGISTER now (true) or unregister (false)
 - ``page`` ``to`` ``text``|``size`` [``cpim``] -> ``code``, ``reason``
 - ``page_nowait`` ``to`` ``text``: send in the background (a MESSAGE in flight)
 - ``wait_page`` -> ``sender``, ``content_type``, ``text``, ``cpim_headers``
@@ -19,8 +22,9 @@ carries only the JSON lines (pjsua's console log goes to stderr). Steps (``op``)
 - ``send`` ``index`` ``text`` -> ``status``; ``receive`` ``index`` -> ``text``
 - ``echo`` ``index`` ``count``: receive and send back ``count`` messages
 - ``close_chat`` ``index``; ``wait_closed`` ``index`` (the peer hung up)
-- ``subscribe`` ``uri``; ``presence`` ``online`` ``note``;
-  ``wait_buddy`` ``uri`` ``online`` -> ``note``
+- ``subscribe`` ``uri``; ``unsubscribe`` ``uri``; ``presence`` ``online`` ``note``
+  (PUBLISH with ``publish`` configured); ``wait_buddy`` ``online`` [``note``]
+  [``uri``]: skip BuddyStatus events until one matches -> ``uri``, ``online``, ``note``
 - ``readline``: wait for a line on stdin (the test's go-ahead); ``sleep`` ``seconds``
 - any step may say ``"expect_error": "PageTooLarge"`` (a class name of pyim.ua)
 
@@ -38,6 +42,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,7 @@ from pyim.ua import (
     IncomingChat,
     PageReceived,
     PageStatus,
+    RegistrationChanged,
     UaError,
 )
 
@@ -71,8 +77,30 @@ class Driver:
         self.queues: dict[type, asyncio.Queue[Any]] = {
             kind: asyncio.Queue() for kind in (PageReceived, PageStatus, BuddyStatus, IncomingChat)
         }
+        self.queues[RegistrationChanged] = asyncio.Queue()
         self.background: set[asyncio.Task[Any]] = set()
         self.pump: asyncio.Task[None] | None = None
+        self.lines: asyncio.Queue[str] | None = None
+
+    async def stdin_line(self) -> str:
+        """The next line of stdin, read by a daemon thread: a step that times out
+        waiting for it must not leave an executor thread that keeps the process
+        from exiting (asyncio.run waits for the default executor's threads)."""
+        if self.lines is None:
+            loop = asyncio.get_running_loop()
+            lines: asyncio.Queue[str] = asyncio.Queue()
+            self.lines = lines
+
+            def read() -> None:
+                try:
+                    for line in sys.stdin:
+                        loop.call_soon_threadsafe(lines.put_nowait, line)
+                    loop.call_soon_threadsafe(lines.put_nowait, "")
+                except (RuntimeError, OSError, ValueError):  # the loop or stdin closed
+                    pass
+
+            threading.Thread(target=read, name="stdin", daemon=True).start()
+        return await self.lines.get()
 
     def emit(self, record: dict[str, Any]) -> None:
         self.out.write(json.dumps(record) + "\n")
@@ -93,7 +121,19 @@ class Driver:
         if op == "start":
             await c.start(wait_registered=step.get("wait", True))
             self.pump = asyncio.create_task(self.read_events())
-            return {"local": c.local_address, "registered": c.registered}
+            return {
+                "local": c.local_address,
+                "registered": c.registered,
+                "mapped": c.mapped_address,
+                "bound": c.bound_address,
+                "stun_server": c.stun_server,
+            }
+        if op == "wait_reg":
+            reg = await self.next_event(RegistrationChanged, step)
+            return {"code": reg.code, "reason": reg.reason, "active": reg.active}
+        if op == "register":
+            await c.set_registration(step["on"])
+            return {}
         if op in ("page", "page_nowait"):
             text = step.get("text") or ("x" * step.get("size", 10))
             work = c.send_page(step["to"], text, cpim=step.get("cpim", False))
@@ -152,23 +192,30 @@ class Driver:
         if op == "subscribe":
             await c.subscribe(step["uri"])
             return {}
+        if op == "unsubscribe":
+            await c.unsubscribe(step["uri"])
+            return {}
         if op == "presence":
             await c.set_presence(step["online"], step.get("note", ""))
             return {}
         if op == "wait_buddy":
             deadline = time.monotonic() + step.get("timeout", self.timeout)
+            seen: list[tuple[str, bool, str]] = []
             while True:
                 left = deadline - time.monotonic()
-                status = await asyncio.wait_for(self.queues[BuddyStatus].get(), max(left, 0.01))
-                if status.online == step["online"] and (
-                    "note" not in step or status.note == step["note"]
+                try:
+                    status = await asyncio.wait_for(self.queues[BuddyStatus].get(), max(left, 0.01))
+                except TimeoutError:
+                    raise StepFailed(f"no such BuddyStatus; seen {seen}") from None
+                seen.append((status.uri, status.online, status.note))
+                if (
+                    status.online == step["online"]
+                    and ("note" not in step or status.note == step["note"])
+                    and ("uri" not in step or status.uri == step["uri"])
                 ):
                     return {"uri": status.uri, "online": status.online, "note": status.note}
         if op == "readline":
-            line = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline),
-                step.get("timeout", self.timeout),
-            )
+            line = await asyncio.wait_for(self.stdin_line(), step.get("timeout", self.timeout))
             return {"line": line.strip()}
         if op == "sleep":
             await asyncio.sleep(step["seconds"])

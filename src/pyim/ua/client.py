@@ -85,7 +85,18 @@ class Client:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.registered = False
+        #: the SIP transport's published address ("host:port") once started
         self.local_address = ""
+        #: NAT discovery, set by ``start()``: ``mapped_address`` is the address the STUN
+        #: server (``stun_servers``) reported for the SIP UDP socket, which pjsua then
+        #: publishes in Via and Contact ("" without STUN, if no server answered, or over
+        #: TCP/TLS, for which pjsua asks no STUN server); ``bound_address`` is the
+        #: socket's own; ``stun_server`` the address of the server pjsua used. (Should
+        #: the server answer pjsua's probe but not the SIP socket's own Binding, pjsua
+        #: only logs it and publishes the bound address, which pjsua2 cannot tell us.)
+        self.mapped_address = ""
+        self.bound_address = ""
+        self.stun_server = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: PjThread | None = None
         self._core: PjCore | None = None
@@ -134,6 +145,9 @@ class Client:
             self._thread = PjThread(loop, translate=core_module.translate)
             self._core = core = core_module.PjCore(self.config, self._thread, self)
             await self._thread.start(core.init, core.shutdown)
+            self.mapped_address = core.mapped_address
+            self.bound_address = core.bound_address
+            self.stun_server = core.stun_server
             if self.config.register:
                 self._reg_waiter = loop.create_future()
             self._refill_spares()

@@ -12,6 +12,14 @@ from ..sip.uri import SipUri
 from .errors import UaError
 
 TRANSPORTS = ("udp", "tcp", "tls")
+#: pjsua2 2.15.1 re-REGISTERs 5 s (``delayBeforeRefreshSec``) before the expiry but never
+#: sooner than 5 s after a success (expiry 6..10 s: refreshed after 5 s), and with an
+#: expiry under 5 s not at all (seen: no refresh in 20 s): the binding would lapse.
+MIN_REG_TIMEOUT = 6
+#: pjsua2 2.15.1 starts its UDP keep-alive timer a little short of the interval (its log:
+#: 12..14 s for 15, 4 s for 5, 1 s for 2) and at 1 s with 0 s, which then sends CRLFs in
+#: a busy loop (~200,000 a second, seen). 0 turns keep-alives off.
+MIN_KEEPALIVE_SECONDS = 2
 
 
 @dataclass(slots=True)
@@ -22,6 +30,9 @@ class ClientConfig:
     to the AOR's domain; ``register=False`` runs without a registrar (peer to peer).
     ``reg_timeout`` is the registration expiry asked for (pjsua's ``timeoutSec``);
     ``register_wait`` bounds how long ``start()`` waits for the first answer.
+    ``reg_timeout`` is at least :data:`MIN_REG_TIMEOUT` (pjsua's refresh timing).
+    ``keepalive_seconds`` (CRLF keep-alives to the registrar, UDP only) is 0 (off) or
+    at least :data:`MIN_KEEPALIVE_SECONDS`.
     """
 
     account: str
@@ -64,6 +75,16 @@ class ClientConfig:
             raise UaError(f"transport: {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
         if not 0 <= self.log_level <= 6:
             raise UaError(f"log_level: {self.log_level} is not in 0..6")
+        if self.reg_timeout < MIN_REG_TIMEOUT:
+            raise UaError(
+                f"reg_timeout: {self.reg_timeout} s is too short: pjsua re-REGISTERs 5 s "
+                f"before the expiry, never sooner than 5 s after; use {MIN_REG_TIMEOUT} or more"
+            )
+        if self.keepalive_seconds != 0 and self.keepalive_seconds < MIN_KEEPALIVE_SECONDS:
+            raise UaError(
+                f"keepalive_seconds: {self.keepalive_seconds} is not 0 (off) or at least "
+                f"{MIN_KEEPALIVE_SECONDS} (pjsua sends keep-alives in a busy loop at 1 s)"
+            )
         if not 0 <= self.local_port <= 65535:
             raise UaError(f"local_port: {self.local_port} is not a port")
         self.username = self.username or aor.user

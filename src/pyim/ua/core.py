@@ -30,7 +30,7 @@ from .dialect import ACCEPT_TYPES, with_connection
 from .errors import PageTooLarge, TooManyCalls, UaError
 from .listener import Listener
 from .pjaccount import Account, Buddy, account_config, with_transport
-from .pjcall import ChatCall
+from .pjcall import ChatCall, guarded
 from .pjthread import PjThread, Poll
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,20 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
+class StunEndpoint(pj.Endpoint):  # type: ignore[misc]
+    """The Endpoint, told how the STUN servers resolved (``libInit`` tries them in
+    turn and calls back before the SIP transport is made): ``stun`` is then
+    ``(status, server name, server address)``, status 0 when one answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stun: tuple[int, str, str] | None = None
+
+    @guarded
+    def onNatCheckStunServersComplete(self, prm: pj.OnNatCheckStunServersCompleteParam) -> None:
+        self.stun = (int(prm.status), str(prm.name), str(prm.addr))
+
+
 class PjCore:
     """Owns every pjsua2 object of one client; used from the pjsua2 thread only."""
 
@@ -74,6 +88,11 @@ class PjCore:
         self.account: Account | None = None
         self.transport_id = -1
         self.local_address = ""
+        #: the SIP transport's bound address, and its STUN-mapped one ("" without STUN)
+        self.bound_address = ""
+        self.mapped_address = ""
+        #: the STUN server pjsua uses (its address), "" if none is configured or answered
+        self.stun_server = ""
         self.calls: dict[int, ChatCall] = {}
         self.buddies: dict[str, Buddy] = {}
         self._handles = itertools.count(1)
@@ -101,7 +120,7 @@ class PjCore:
     def init(self) -> Poll:
         """Create the library, the SIP transport and start it (before the Account)."""
         config = self.config
-        ep = pj.Endpoint()
+        ep = StunEndpoint()
         ep.libCreate()
         self.ep = ep
         cfg = pj.EpConfig()
@@ -128,7 +147,16 @@ class PjCore:
             tcfg.tlsConfig.verifyServer = bool(config.tls_ca_file) and config.tls_verify_server
         kind = getattr(pj, TRANSPORT_TYPES[config.transport])
         self.transport_id = ep.transportCreate(kind, tcfg)
-        self.local_address = str(ep.transportGetInfo(self.transport_id).localName)
+        info = ep.transportGetInfo(self.transport_id)
+        self.local_address = str(info.localName)  # the published address (STUN-mapped)
+        self.bound_address = str(info.localAddress)
+        if ep.stun is not None and ep.stun[0] == 0:
+            self.stun_server = ep.stun[2]
+            # pjsua asks STUN for its SIP UDP socket only (TCP/TLS publish the bound one)
+            if config.transport == "udp":
+                self.mapped_address = self.local_address
+        elif config.stun_servers:
+            log.warning("no STUN server answered (%s): the contact is the bound address", ep.stun)
         ep.libStart()
         poll: Poll = ep.libHandleEvents
         self._poll = poll

@@ -124,6 +124,13 @@ class Buddy(pj.Buddy):  # type: ignore[misc]
         core = self.core
         if core is None or not self.isValid():
             return
-        status = self.getInfo().presStatus
+        # Keep the BuddyInfo in a variable while its fields are read: SWIG's
+        # ``info.presStatus`` is a non-owning view into ``info``, so
+        # ``self.getInfo().presStatus.note`` reads a freed BuddyInfo (garbage string
+        # length -> std::bad_alloc -> abort).
+        info = self.getInfo()
+        status = info.presStatus
         online = status.status == pj.PJSUA_BUDDY_STATUS_ONLINE
-        core.post(core.listener._on_buddy, self.uri, online, status.note or "")
+        note = str(status.note or "")
+        del status, info
+        core.post(core.listener._on_buddy, self.uri, online, note)
