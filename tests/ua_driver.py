@@ -20,6 +20,8 @@ carries only the JSON lines (pjsua's console log goes to stderr). Steps (``op``)
 - ``wait_page_status`` -> ``code``, ``reason`` of the next PageStatus event
 - ``chat`` ``to`` -> ``index``; ``accept`` -> ``index``, ``peer``; ``reject`` [``code``]
 - ``send`` ``index`` ``text`` -> ``status``; ``receive`` ``index`` -> ``text``
+- ``send_nowait`` ``index`` ``text``: send without waiting for the report;
+  ``wait_sent`` -> ``statuses`` of every ``send_nowait`` so far, in order
 - ``echo`` ``index`` ``count``: receive and send back ``count`` messages
 - ``close_chat`` ``index``; ``wait_closed`` ``index`` (the peer hung up)
 - ``subscribe`` ``uri``; ``unsubscribe`` ``uri``; ``presence`` ``online`` ``note``
@@ -79,6 +81,7 @@ class Driver:
         }
         self.queues[RegistrationChanged] = asyncio.Queue()
         self.background: set[asyncio.Task[Any]] = set()
+        self.unsent: list[asyncio.Task[Any]] = []  # send_nowait, in order
         self.pump: asyncio.Task[None] | None = None
         self.lines: asyncio.Queue[str] | None = None
 
@@ -169,6 +172,17 @@ class Driver:
         if op == "send":
             result = await self.sessions[step["index"]].send(step["text"])
             return {"status": result.status, "code": result.code}
+        if op == "send_nowait":
+            task = asyncio.create_task(self.sessions[step["index"]].send(step["text"]))
+            self.background.add(task)
+            self.unsent.append(task)
+            return {}
+        if op == "wait_sent":
+            results = await asyncio.wait_for(
+                asyncio.gather(*self.unsent), step.get("timeout", self.timeout)
+            )
+            self.unsent.clear()
+            return {"statuses": [r.status for r in results]}
         if op == "receive":
             message = await asyncio.wait_for(
                 self.sessions[step["index"]].receive(), step.get("timeout", self.timeout)
