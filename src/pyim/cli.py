@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_p = sub.add_parser("server", help="run the IM application server")
     server_p.add_argument("-c", "--config", type=Path, help="TOML config (pyim.server.config)")
     server_p.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    server_p.add_argument("--sip-port", type=int, help="SIP UDP and TCP port (0: any free one)")
+    server_p.add_argument("--msrp-port", type=int, help="MSRP port (0: any free one)")
+    server_p.add_argument("--metrics-port", type=int, help="Prometheus port (0: off)")
     users_p = sub.add_parser("users", help="manage the server's users (HA1 in its store)")
     users_p.add_argument("action", choices=["add", "remove", "list"])
     users_p.add_argument("name", nargs="?")
@@ -153,7 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "server":
         from .server import daemon as server_daemon
 
-        return server_daemon.run(args.config, json_logs=args.json_logs)
+        return server_daemon.run(
+            args.config,
+            json_logs=args.json_logs,
+            sip_port=args.sip_port,
+            msrp_port=args.msrp_port,
+            metrics_port=args.metrics_port,
+        )
     if args.command == "users":
         from .server import daemon as server_daemon
 

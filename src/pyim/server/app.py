@@ -37,7 +37,7 @@ from ..sip.registration import RegistrarService
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
 from ..sip.transaction import ClientTransaction, Destination
 from ..sip.uri import NameAddr, SipUri
-from ..store import Store, StoreError, StoreUnavailable, open_store
+from ..store import QueueFull, Store, StoreError, StoreUnavailable, TooLarge, open_store
 from ..store.model import StoredMessage
 from ..ua.cpim import CPIM_TYPE, encode_cpim
 from .config import ServerConfig
@@ -50,6 +50,25 @@ log = logging.getLogger(__name__)
 
 #: Answers of a device that takes no MSRP session: deliver to it by page mode.
 PAGE_ONLY = frozenset({405, 415, 488, 501, 606})
+
+
+def one_line(exc: Exception, limit: int) -> str:
+    """An error's text fit for a reason phrase: one line of printable text (driver
+    messages span lines; a CR or LF there would end the status line)."""
+    text = " ".join(str(exc).split())
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]
+
+
+def store_refusal(exc: StoreError) -> tuple[int, str, str]:
+    """How a message the store did not take is refused: (SIP status, reason, metric).
+    In a session (MSRP) the same codes are used but 486 becomes 413."""
+    if isinstance(exc, StoreUnavailable):
+        return 503, "Service Unavailable", "store"
+    if isinstance(exc, QueueFull):
+        return 486, "Busy Here", "queue_full"
+    if isinstance(exc, TooLarge):
+        return 413, "Request Entity Too Large", "too_large"
+    return 400, "Bad Request", "store_refused"
 
 
 class ImServer(DeliveryTarget):
@@ -78,6 +97,9 @@ class ImServer(DeliveryTarget):
         self._page_only: set[tuple[str, str]] = set()
         self._dialect: dict[str, bool] = {}  # contact -> needs the pjsua dialect
         self._rate: dict[str, list[float]] = defaultdict(list)
+        self._rate_pruned = 0.0
+        self._notifying: set[str] = set()  # addressees whose IMDNs are being sent
+        self._notify_again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting: asyncio.Task[None] | None = None
         self.started = False
@@ -108,6 +130,9 @@ class ImServer(DeliveryTarget):
             tcp=None if cfg.sip.tcp < 0 else cfg.sip.tcp,
         )
         self._accepting = asyncio.ensure_future(self._accept_loop())
+        msrp = self.msrp
+        self.metrics.watch_listener("sip", lambda: self.sip.transport.stats)
+        self.metrics.watch_listener("msrp", lambda: msrp.stats)
         if cfg.metrics.port:
             self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
         self.started = True
@@ -132,8 +157,11 @@ class ImServer(DeliveryTarget):
         for deliverer in list(self._deliverers.values()):
             await deliverer.stop()
         await self.legs.close_all()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:  # they finish their store writes before the store closes
+            await asyncio.wait(tasks, timeout=5)
         if self.chat is not None:
             await self.chat.close()
         await self.sip.close()
@@ -144,13 +172,23 @@ class ImServer(DeliveryTarget):
 
     async def _load_users(self) -> None:
         realm = self.config.auth_realm
-        for user in await self.store.list_users():
-            if user.realm == realm:
-                self._ha1[(user.username, Algorithm.MD5)] = user.ha1_md5
-                self._ha1[(user.username, Algorithm.SHA_256)] = user.ha1_sha256
+        loaded: dict[tuple[str, Algorithm], str] = {}
+        for user in await self.store.list_users(realm):
+            loaded[(user.username, Algorithm.MD5)] = user.ha1_md5
+            loaded[(user.username, Algorithm.SHA_256)] = user.ha1_sha256
         for name, password in self.config.users.items():
             for algorithm in (Algorithm.MD5, Algorithm.SHA_256):
-                self._ha1[(name, algorithm)] = ha1(name, realm, password, algorithm)
+                loaded[(name, algorithm)] = ha1(name, realm, password, algorithm)
+        self._ha1 = loaded  # swapped whole: a reload also drops removed users
+
+    async def reload_users(self) -> int:
+        """Read the users again from the store (``pyim users add`` while running;
+        the daemon does it on SIGHUP); returns how many there are. A store that is down
+        keeps the users loaded before (and raises StoreError)."""
+        await self._load_users()
+        count = len(self._ha1) // 2
+        log.info("users reloaded: %d", count)
+        return count
 
     def _credentials(self, username: str, realm: str, algorithm: Algorithm) -> str | None:
         return self._ha1.get((username, algorithm.base))
@@ -207,7 +245,7 @@ class ImServer(DeliveryTarget):
         if self.registrar.lookup(uri, self.sip.loop.time()):
             aor = self._user_aor(uri)
             self.deliverer(aor).kick()  # what waited for this user
-            self._spawn(self._send_notifications(aor))
+            self._notify(aor)
 
     def _user_aor(self, uri: SipUri) -> str:
         return f"sip:{uri.user}@{self.config.domain}"
@@ -216,26 +254,37 @@ class ImServer(DeliveryTarget):
         request = incoming.request
         target = self._aor(request.uri)
         if target is None or not self.knows(target):
+            self.metrics.failures.labels("unknown_user").inc()
             incoming.respond(404)
             return
         sender = aor_of(request.from_)
         ctype = request.mime_type or "text/plain"
         if len(request.body) > self.config.limits.max_message_size:
-            incoming.respond(413)
+            self.metrics.failures.labels("too_large").inc()
+            incoming.respond(
+                413, f"Request Entity Too Large (over {self.config.limits.max_message_size} bytes)"
+            )
             return
         if not self._within_rate(sender):
+            self.metrics.failures.labels("rate").inc()
             incoming.respond(
                 503, "Service Unavailable (too many messages)", headers=[("Retry-After", "1")]
             )
             return
         mid = request.call_id
-        if self.legs.get(target, sender) is None:
-            self._page_only.add((target, sender))
+        imdn = wants_delivery_notice(ctype, request.body)
         try:
-            await self._accept_message(target, sender, ctype, request.body, mid, imdn=False)
+            await self._accept_message(target, sender, ctype, request.body, mid, imdn=imdn)
         except StoreError as exc:
-            incoming.respond(503, f"Service Unavailable ({exc})")
+            status, reason, label = store_refusal(exc)
+            self.metrics.failures.labels(label).inc()
+            headers = [("Retry-After", "5")] if status == 503 else None
+            incoming.respond(status, f"{reason} ({one_line(exc, 80)})", headers=headers)
             return
+        if self.legs.get(target, sender) is None:
+            # (only once accepted: a refused page does not change how the rest goes;
+            # set before the deliverer runs, as it only runs at our next await)
+            self._page_only.add((target, sender))
         self.metrics.messages_in.labels("page").inc()
         incoming.respond(202, "Accepted")
 
@@ -271,13 +320,10 @@ class ImServer(DeliveryTarget):
         imdn = wants_report or wants_delivery_notice(ctype, message.body)
         try:
             await self._accept_message(leg.other, leg.owner, ctype, message.body, mid, imdn=imdn)
-        except StoreUnavailable as exc:
-            self.metrics.failures.labels("store").inc()
-            msrp.confirm(mid, 503, str(exc)[:60])
-            return
         except StoreError as exc:
-            self.metrics.failures.labels("queue_full").inc()
-            msrp.confirm(mid, 413, str(exc)[:60])
+            status, _, label = store_refusal(exc)
+            self.metrics.failures.labels(label).inc()
+            msrp.confirm(mid, 413 if status in (413, 486) else status, one_line(exc, 60))
             return
         if wants_report:
             self._owed[mid] = leg
@@ -289,7 +335,7 @@ class ImServer(DeliveryTarget):
     ) -> None:
         """Durable first: queue (and history), then wake the recipient's deliverer."""
         if await self.store.depth(recipient) >= self.config.limits.max_queue_per_user:
-            raise StoreError(f"the queue of {recipient} is full")
+            raise QueueFull(f"the offline queue of {recipient} is full")
         await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn)
         await self.store.add_history(sender, recipient, ctype, body, mid)
         self.metrics.stored.inc()
@@ -308,6 +354,10 @@ class ImServer(DeliveryTarget):
         if allowed:
             window.append(now)
         self._rate[sender] = window
+        if len(self._rate) > 10_000 and now - self._rate_pruned >= 1.0:
+            self._rate_pruned = now  # senders are many (From is theirs): forget the idle
+            for name in [n for n, w in self._rate.items() if not w or now - w[-1] >= 1.0]:
+                del self._rate[name]
         return allowed
 
     # -- delivery (DeliveryTarget) ---------------------------------------------------------
@@ -477,39 +527,70 @@ class ImServer(DeliveryTarget):
             return
         await self.store.ack([message.id], notify=status if message.imdn else None)
         if message.imdn:
-            await self._send_notifications(message.sender)
+            self._notify(message.sender)
+
+    def _notify(self, to: str) -> None:
+        """Send the IMDNs waiting for ``to`` (in the background: delivery does not wait
+        for the sender's device). One sender of notifications per addressee at a time,
+        so that none goes twice; asked again while at work, it looks again after."""
+        if to in self._notifying:
+            self._notify_again.add(to)
+            return
+        self._notifying.add(to)
+        self._spawn(self._send_notifications(to))
 
     async def _send_notifications(self, to: str) -> None:
-        """IMDNs waiting for ``to``, by page mode, once it is registered."""
+        try:
+            while True:
+                self._notify_again.discard(to)
+                more = await self._send_notification_batch(to)
+                if not more and to not in self._notify_again:
+                    return
+        except StoreError as exc:
+            log.warning("notifications to %s wait: %s", to, exc)
+        finally:
+            self._notifying.discard(to)
+            self._notify_again.discard(to)
+
+    async def _send_notification_batch(self, to: str) -> bool:
+        """IMDNs waiting for ``to``, by page mode, once it is registered; the first one
+        refused stops the batch (the rest wait for the next REGISTER or delivery). True
+        when all of a full batch went (there may be more)."""
         contacts = self._contacts(to)
         if not contacts:
-            return
+            return False
         sent = []
-        for note in await self.store.pending_notifications(to):
-            body = imdn_message(
-                server=f"sip:pyim@{self.config.domain}",
-                to=to,
-                recipient=note.recipient,
-                message_id=note.about_message_id,
-                status=note.status,
-                when=note.at,
-            ).encode()
-            request = self.sip.new_request(
-                "MESSAGE",
-                contacts[0],
-                from_=NameAddr(uri=SipUri.parse(f"sip:pyim@{self.config.domain}")).with_tag(
-                    self.sip.new_call_id()[:8]
-                ),
-                to=NameAddr(uri=SipUri.parse(to)),
-                body=body,
-                content_type=CPIM_TYPE,
-            )
-            response = await self.sip.send(request, self._destination(contacts[0]))
-            if 200 <= response.status < 300:
+        notes = await self.store.pending_notifications(to)
+        try:
+            for note in notes:
+                body = imdn_message(
+                    server=f"sip:pyim@{self.config.domain}",
+                    to=to,
+                    recipient=note.recipient,
+                    message_id=note.about_message_id,
+                    status=note.status,
+                    when=note.at,
+                ).encode()
+                request = self.sip.new_request(
+                    "MESSAGE",
+                    contacts[0],
+                    from_=NameAddr(uri=SipUri.parse(f"sip:pyim@{self.config.domain}")).with_tag(
+                        self.sip.new_call_id()[:8]
+                    ),
+                    to=NameAddr(uri=SipUri.parse(to)),
+                    body=body,
+                    content_type=CPIM_TYPE,
+                )
+                response = await self.sip.send(request, self._destination(contacts[0]))
+                if not 200 <= response.status < 300:
+                    log.info("IMDN to %s refused: %d %s", to, response.status, response.reason)
+                    break
                 sent.append(note.id)
                 self.metrics.notifications.labels("imdn").inc()
-        if sent:
-            await self.store.ack_notifications(sent)
+        finally:  # what went is off the outbox even if we are stopped midway
+            if sent:
+                await self.store.ack_notifications(sent)
+        return len(notes) >= 100 and len(sent) == len(notes)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import json
 import logging
@@ -15,6 +16,11 @@ from ..store import StoreError, open_store
 from .config import DEMO_USERS, ConfigError, ServerConfig, load_config
 
 log = logging.getLogger("pyim.server")
+
+
+def _one_line(exc: BaseException) -> str:
+    """Errors are one line on stderr (database drivers' messages span several)."""
+    return " ".join(str(exc).split())
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,12 +56,26 @@ async def serve(config: ServerConfig) -> int:
     try:
         await server.start()
     except StoreError as exc:
-        print(f"pyim server: store unavailable: {exc}", file=sys.stderr)
+        print(f"pyim server: store unavailable: {_one_line(exc)}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            await server.reload_users()
+        except StoreError as exc:
+            log.warning("users not reloaded (store unavailable): %s", exc)
+
+    def on_hup() -> None:  # SIGHUP: users added or removed with `pyim users`
+        task = asyncio.ensure_future(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     assert server.msrp is not None
     listeners = " ".join(
         f"sip:{h}:{p};transport={t}" for t, (h, p) in server.sip.transport.local.items()
@@ -71,13 +91,51 @@ async def serve(config: ServerConfig) -> int:
     return 0
 
 
-def run(config_path: Path | None, *, json_logs: bool = False) -> int:
-    """``pyim server``: exit 0 after SIGTERM, 2 on a bad config, 1 if it cannot start."""
+def with_ports(
+    config: ServerConfig,
+    *,
+    sip_port: int | None = None,
+    msrp_port: int | None = None,
+    metrics_port: int | None = None,
+) -> ServerConfig:
+    """The config with the ports given on the command line instead of its own
+    (``--sip-port`` sets UDP and TCP)."""
+    if sip_port is not None:
+        config = dataclasses.replace(
+            config, sip=dataclasses.replace(config.sip, udp=sip_port, tcp=sip_port)
+        )
+    if msrp_port is not None:
+        config = dataclasses.replace(config, msrp=dataclasses.replace(config.msrp, port=msrp_port))
+    if metrics_port is not None:
+        config = dataclasses.replace(
+            config, metrics=dataclasses.replace(config.metrics, port=metrics_port)
+        )
+    for name, port in (("--sip-port", sip_port), ("--msrp-port", msrp_port)):
+        if port is not None and not 0 <= port < 65536:
+            raise ConfigError(f"{name} {port}: expected 0..65535")
+    if metrics_port is not None and not 0 <= metrics_port < 65536:
+        raise ConfigError(f"--metrics-port {metrics_port}: expected 0..65535 (0: off)")
+    return config.validate()
+
+
+def run(
+    config_path: Path | None,
+    *,
+    json_logs: bool = False,
+    sip_port: int | None = None,
+    msrp_port: int | None = None,
+    metrics_port: int | None = None,
+) -> int:
+    """``pyim server``: exit 0 after SIGTERM, 2 on a bad config, 1 if it cannot start.
+    SIGHUP reloads the users from the store."""
     try:
         if config_path is None:
             config = ServerConfig(users=dict(DEMO_USERS)).validate()
         else:
             config = load_config(config_path)
+        config = with_ports(
+            config, sip_port=sip_port, msrp_port=msrp_port, metrics_port=metrics_port
+        )
     except ConfigError as exc:
         print(f"pyim server: bad configuration: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +145,7 @@ def run(config_path: Path | None, *, json_logs: bool = False) -> int:
     try:
         return asyncio.run(serve(config))
     except OSError as exc:
-        print(f"pyim server: cannot start: {exc}", file=sys.stderr)
+        print(f"pyim server: cannot start: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 
@@ -128,5 +186,5 @@ def users_command(config_path: Path | None, action: str, name: str | None) -> in
     try:
         return asyncio.run(work())
     except StoreError as exc:
-        print(f"pyim users: store unavailable: {exc}", file=sys.stderr)
+        print(f"pyim users: store unavailable: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..store import StoreError
 from ..store.model import StoredMessage
 from .legs import Leg
 
@@ -25,6 +26,12 @@ log = logging.getLogger(__name__)
 
 #: How long a claim holds a message before another delivery may take it.
 LEASE_SECONDS = 120
+#: After a failed drain (the store down...), retry after this, doubling up to RETRY_MAX.
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+#: Without a kick, look again this often (claims of a crashed server lapse, a store
+#: that failed midway...): only while the recipient is online, one query.
+SWEEP_SECONDS = LEASE_SECONDS / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +88,28 @@ class Deliverer:
             await self._task
 
     async def _run(self) -> None:
+        backoff = RETRY_FIRST
         while True:
-            await self._kick.wait()
+            # a sweep now and then (lapsed leases); asyncio.timeout, not wait_for, which
+            # in 3.11 swallows a cancellation that comes as the kick does (stop hangs)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWEEP_SECONDS):
+                    await self._kick.wait()
             self._kick.clear()
             try:
                 await self._drain()
             except asyncio.CancelledError:
                 raise
+            except StoreError as exc:  # the store is down: try again until it is back
+                log.warning("delivery to %s waits for the store: %s", self.recipient, exc)
             except Exception:
                 log.exception("delivery to %s failed", self.recipient)
-                await asyncio.sleep(1.0)
+            else:
+                backoff = RETRY_FIRST
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX)
+            self._kick.set()  # nothing else may come to wake us (the queue is not empty)
 
     async def _drain(self) -> None:
         """Deliver until the queue is empty or the recipient cannot take more now."""
@@ -99,12 +118,20 @@ class Deliverer:
             if not batch:
                 return
             progressed = False
-            for sender, group in itertools.groupby(batch, key=lambda m: m.sender):
-                messages = list(group)
-                done = await self._deliver_from(sender, messages)
-                progressed = progressed or done > 0
-                if done < len(messages):
-                    await self.target.release(messages[done:])
+            left = list(batch)  # claimed, not yet delivered nor released
+            try:
+                for sender, group in itertools.groupby(batch, key=lambda m: m.sender):
+                    messages = list(group)
+                    done = await self._deliver_from(sender, messages)
+                    progressed = progressed or done > 0
+                    left = left[len(messages) :]
+                    if done < len(messages):
+                        await self.target.release(messages[done:])
+            except BaseException:
+                # give back what is left (best effort: the store may be what failed)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.target.release(left))
+                raise
             if not progressed:
                 return  # nothing went through: wait for the next kick (a REGISTER)
 

@@ -3,7 +3,46 @@ that several servers in one process (tests) do not collide."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+#: The listeners' counters that are errors (bad input, refused or dropped connections).
+LISTENER_ERRORS = frozenset(
+    {
+        "parse_errors",
+        "udp_errors",
+        "stream_errors",
+        "connections_refused",
+        "closed_slow_reader",
+        "closed_bad_input",
+        "closed_timeout",
+    }
+)
+
+StatsSource = Callable[[], Mapping[str, int]]
+
+
+class ListenerErrors(Collector):
+    """``pyim_listener_errors_total{listener, kind}``, read at scrape time from the
+    counters the SIP transport layer and the MSRP endpoint keep themselves."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, StatsSource] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "pyim_listener_errors",
+            "Bad input and closed connections per listener",
+            labels=["listener", "kind"],
+        )
+        for listener, source in list(self.sources.items()):
+            stats = dict(source())  # a copy: the event loop's thread updates them
+            for kind in sorted(LISTENER_ERRORS):
+                family.add_metric([listener, kind], float(stats.get(kind, 0)))
+        yield family
 
 
 class Metrics:
@@ -31,10 +70,13 @@ class Metrics:
         self.failures = Counter(
             "pyim_failures", "Refused or failed operations", ["reason"], registry=r
         )
-        self.listener_errors = Counter(
-            "pyim_listener_errors", "Bad input and closes per listener", ["listener"], registry=r
-        )
+        self.listener_errors = ListenerErrors()
+        r.register(self.listener_errors)
         self._server: object | None = None
+
+    def watch_listener(self, name: str, source: StatsSource) -> None:
+        """Report ``source()``'s error counters as ``listener=name``."""
+        self.listener_errors.sources[name] = source
 
     def serve(self, host: str, port: int) -> None:
         """Start the HTTP endpoint (a thread of prometheus_client)."""
