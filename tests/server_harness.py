@@ -99,10 +99,11 @@ class User:
         await self.sip.close()
 
 
-async def make_user(name: str, server: ImServer, transport: str = "udp") -> User:
+async def make_user_via(name: str, host: str, port: int, transport: str = "udp") -> User:
+    """A pyim.sip user whose registrar (and next hop) is ``host:port``: the server, or a
+    proxy in front of it.  It answers MESSAGEs 200 and keeps them in ``pages``."""
     sip = SipStack(StackConfig(timers=FAST))
     await sip.start()
-    host, port = server.sip.local_address(transport)
     params = (("transport", transport),) if transport != "udp" else ()
     server_uri = SipUri(scheme="sip", host=host, port=port, params=params)
     user = User(name, sip, None, server_uri)  # type: ignore[arg-type]
@@ -116,3 +117,8 @@ async def make_user(name: str, server: ImServer, transport: str = "udp") -> User
 
     user.chat = ChatStack(sip, await MsrpEndpoint.create(), user=name, fallback=on_page)
     return user
+
+
+async def make_user(name: str, server: ImServer, transport: str = "udp") -> User:
+    host, port = server.sip.local_address(transport)
+    return await make_user_via(name, host, port, transport)

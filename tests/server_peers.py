@@ -14,12 +14,9 @@ from pathlib import Path
 
 from kamailio_im import KamailioFrontend
 from peers import LOOPBACK, free_port
-from pyim.msrp.transport import MsrpEndpoint
 from pyim.server.app import ImServer
-from pyim.sip.chat import ChatStack
-from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
 from pyim.sip.uri import SipUri
-from server_harness import DOMAIN, FAST, USERS, User, server_config
+from server_harness import DOMAIN, USERS, User, make_user_via, server_config
 
 
 @dataclass
@@ -68,17 +65,4 @@ async def server_behind_kamailio(tmp: Path, **limits: float) -> AsyncIterator[Fr
 
 async def make_proxy_user(name: str, kamailio: KamailioFrontend) -> User:
     """A pyim.sip user whose registrar and outbound proxy is Kamailio (UDP)."""
-    sip = SipStack(StackConfig(timers=FAST))
-    await sip.start()
-    proxy_uri = SipUri(scheme="sip", host=kamailio.host, port=kamailio.port)
-    user = User(name, sip, None, proxy_uri)  # type: ignore[arg-type]
-
-    def on_page(incoming: IncomingRequest) -> None:
-        if incoming.request.method == "MESSAGE":
-            user.pages.put_nowait(incoming.request)
-            incoming.respond(200)
-        else:
-            incoming.respond(405)
-
-    user.chat = ChatStack(sip, await MsrpEndpoint.create(), user=name, fallback=on_page)
-    return user
+    return await make_user_via(name, kamailio.host, kamailio.port)

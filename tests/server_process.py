@@ -25,11 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from peers import LOOPBACK, REPO_ROOT, _exited, _tail, _track, free_port, stop_process
-from pyim.msrp.transport import MsrpEndpoint
-from pyim.sip.chat import ChatStack
-from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
-from pyim.sip.uri import SipUri
-from server_harness import FAST, USERS, User
+from server_harness import USERS, User, make_user_via
 
 SRC = REPO_ROOT / "src"
 READY = "pyim server ready:"
@@ -239,18 +235,4 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
 
 async def make_user_at(name: str, port: int, transport: str = "udp") -> User:
     """A pyim.sip user whose registrar and proxy is the server at 127.0.0.1:port."""
-    sip = SipStack(StackConfig(timers=FAST))
-    await sip.start()
-    params = (("transport", transport),) if transport != "udp" else ()
-    server_uri = SipUri(scheme="sip", host=LOOPBACK, port=port, params=params)
-    user = User(name, sip, None, server_uri)  # type: ignore[arg-type]
-
-    def on_page(incoming: IncomingRequest) -> None:
-        if incoming.request.method == "MESSAGE":
-            user.pages.put_nowait(incoming.request)
-            incoming.respond(200)
-        else:
-            incoming.respond(405)
-
-    user.chat = ChatStack(sip, await MsrpEndpoint.create(), user=name, fallback=on_page)
-    return user
+    return await make_user_via(name, LOOPBACK, port, transport)
