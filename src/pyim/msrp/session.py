@@ -25,6 +25,9 @@ from .session_events import (
     MessageReceived,
     MessageSent,
     SessionEvent,
+    StreamData,
+    StreamEnded,
+    StreamStarted,
 )
 from .uri import MsrpUri, MsrpUriError, format_path, parse_path
 
@@ -98,13 +101,17 @@ class SessionConfig:
     # a store-and-forward server answers once the message is durable and reports
     # once it reached the recipient.
     hold_completion: bool = False
+    # Incoming messages larger than this (or of unknown size) are not reassembled: their
+    # body comes out piece by piece as StreamStarted/StreamData/StreamEnded events
+    # (a server relays them chunk by chunk).  None: every message is reassembled.
+    stream_above: int | None = None
 
 
 @dataclass(slots=True)
 class _Outgoing:
     message_id: str
     content_type: str
-    body: memoryview
+    body: memoryview | bytearray
     success_report: bool
     failure_report: str
     headers: list[tuple[str, str]]
@@ -115,10 +122,28 @@ class _Outgoing:
     chunks: int = 0
     abort: bool = False
     done: bool = False
+    # a stream (open_stream): the body is written as it comes, sent data is dropped
+    streaming: bool = False
+    complete: bool = True
+    declared: int | None = None  # the total announced in Byte-Range (None: "*")
+    base: int = 0  # message offset of body[0]
+
+    @property
+    def available(self) -> int:
+        return self.base + len(self.body)
 
     @property
     def size(self) -> int:
-        return len(self.body)
+        """The whole size; for a stream still being written, more than is sent."""
+        if self.complete:
+            return self.available
+        return self.declared if self.declared is not None else 2**62
+
+    def sendable_end(self, chunk_size: int) -> int:
+        """Where the next chunk may end.  A stream still being written keeps its
+        last byte back, so its final chunk (``$``) always carries data."""
+        limit = self.available if self.complete else self.available - 1
+        return min(limit, self.offset + chunk_size)
 
 
 @dataclass(slots=True)
@@ -130,6 +155,7 @@ class _Incoming:
     buf: bytearray = field(default_factory=bytearray)
     ranges: list[tuple[int, int]] = field(default_factory=list)
     final_end: int | None = None
+    streamed: bool = False  # handed out piece by piece (SessionConfig.stream_above)
 
     def covered(self) -> int:
         return sum(end - start for start, end in self.ranges)
@@ -254,6 +280,53 @@ class MsrpSession:
         self.stats["messages_out"] += 1
         return mid
 
+    def open_stream(
+        self,
+        content_type: str,
+        *,
+        total: int | None = None,
+        message_id: str | None = None,
+        success_report: bool = False,
+        failure_report: str = "yes",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> str:
+        """Start a message whose body is written later (``stream_write``, then
+        ``stream_end``): chunks go out as the body comes, sent bytes are not kept."""
+        mid = self.send_message(
+            content_type,
+            b"",
+            message_id=message_id,
+            success_report=success_report,
+            failure_report=failure_report,
+            headers=headers,
+        )
+        msg = self._outgoing[mid]
+        msg.body = bytearray()
+        msg.streaming, msg.complete, msg.declared = True, False, total
+        return mid
+
+    def stream_write(self, message_id: str, data: bytes) -> None:
+        msg = self._outgoing.get(message_id)
+        if msg is None or not msg.streaming or msg.complete:
+            raise ValueError(f"no open stream {message_id}")
+        assert isinstance(msg.body, bytearray)
+        msg.body += data
+        if msg not in self._queue:
+            self._queue.append(msg)
+
+    def stream_end(self, message_id: str) -> None:
+        msg = self._outgoing.get(message_id)
+        if msg is None or not msg.streaming:
+            return
+        msg.complete = True
+        if msg not in self._queue:
+            self._queue.append(msg)
+
+    def stream_backlog(self, message_id: str) -> int:
+        """Bytes written to a stream and not sent yet (for the writer's backpressure)."""
+        msg = self._outgoing.get(message_id)
+        return 0 if msg is None else len(msg.body)
+
     def send_keepalive(self) -> None:
         """Queue an empty SEND (RFC 4975 §7.1.1): binds a connection, keeps NATs open."""
         frame = self._request_frame("SEND")
@@ -304,7 +377,10 @@ class MsrpSession:
                     self._queue.append(msg)
                 continue
             data = self._next_chunk(msg, now)
-            if not msg.done and (msg.offset < msg.size or msg.abort):
+            more = msg.offset < msg.size or msg.abort
+            # (a stream waiting for data is queued again by its next write)
+            ready = not msg.streaming or msg.sendable_end(self.config.chunk_size) > msg.offset
+            if not msg.done and more and ready:
                 self._queue.append(msg)
             return data
         return None
@@ -314,17 +390,21 @@ class MsrpSession:
             return False
         if msg.abort:
             return True
-        return msg.pending < self.config.max_pending_chunks and (
-            msg.offset < msg.size or msg.chunks == 0
-        )
+        if msg.pending >= self.config.max_pending_chunks:
+            return False
+        if msg.streaming:
+            return msg.sendable_end(self.config.chunk_size) > msg.offset or (
+                msg.complete and msg.chunks == 0
+            )
+        return msg.offset < msg.size or msg.chunks == 0
 
     def _next_chunk(self, msg: _Outgoing, now: float) -> bytes:
         start = msg.offset
         if msg.abort:
             end, flag = start, "#"
         else:
-            end = min(msg.size, start + self.config.chunk_size)
-            flag = "$" if end >= msg.size else "+"
+            end = msg.sendable_end(self.config.chunk_size)
+            flag = "$" if msg.complete and end >= msg.size else "+"
         frame = self._request_frame("SEND")
         h = frame.headers
         h.add("Message-ID", msg.message_id)
@@ -332,11 +412,16 @@ class MsrpSession:
             h.add("Success-Report", "yes")
         if msg.failure_report != "yes":
             h.add("Failure-Report", msg.failure_report)
-        h.add("Byte-Range", str(ByteRange(start + 1, end, msg.size)))
+        total = msg.size if msg.complete else msg.declared
+        h.add("Byte-Range", str(ByteRange(start + 1, end, total)))
         for name, value in msg.headers:
             h.add(name, value)
         h.add("Content-Type", msg.content_type)
-        frame.body = bytes(msg.body[start:end])
+        frame.body = bytes(msg.body[start - msg.base : end - msg.base])
+        if msg.streaming:  # what is sent is not kept
+            assert isinstance(msg.body, bytearray)
+            del msg.body[: end - msg.base]
+            msg.base = end
         frame.flag = flag
         data = self._encode(frame)
         msg.offset = end
@@ -457,6 +542,10 @@ class MsrpSession:
                 return
             msg = _Incoming(mid, ctype, headers, br.total)
             self._incoming[mid] = msg
+            above = self.config.stream_above
+            if above is not None and (br.total is None or br.total > above):
+                msg.streamed = True
+                self._events.append(StreamStarted(mid, ctype, headers, br.total))
         elif br.total is not None and msg.total is None:
             msg.total = br.total
         req.message = msg
@@ -482,6 +571,11 @@ class MsrpSession:
         if (msg.total is not None and end > msg.total) or (limit is not None and end > limit):
             req.status, req.reason = 413, "message larger than announced or allowed"
             self._refuse(msg.message_id)
+            return
+        if msg.streamed:  # handed on as it comes, never held whole
+            self._events.append(StreamData(msg.message_id, pos, data))
+            msg.ranges = _add_range(msg.ranges, pos, end)
+            req.position = end
             return
         grow = end - len(msg.buf)
         if grow > 0:
@@ -537,10 +631,15 @@ class MsrpSession:
         if len(self._completed) > 1024:
             self._completed.popitem(last=False)
         assert msg.total is not None
-        with memoryview(msg.buf) as view:  # one copy (a bytearray slice would add one)
-            body = bytes(view[: msg.total])
         self.stats["messages_in"] += 1
-        self._events.append(MessageReceived(msg.message_id, msg.content_type, body, msg.headers))
+        if msg.streamed:
+            self._events.append(StreamEnded(msg.message_id, msg.total))
+        else:
+            with memoryview(msg.buf) as view:  # one copy (a bytearray slice would add one)
+                body = bytes(view[: msg.total])
+            self._events.append(
+                MessageReceived(msg.message_id, msg.content_type, body, msg.headers)
+            )
         wants_report = (msg.headers.get("Success-Report") or "no").lower() == "yes"
         if held:
             self._held[msg.message_id] = req

@@ -48,4 +48,41 @@ class MessageFailed:
     reason: str
 
 
-SessionEvent = MessageReceived | MessageAborted | MessageSent | MessageDelivered | MessageFailed
+@dataclass(slots=True)
+class StreamStarted:
+    """An incoming message is streamed (SessionConfig.stream_above): its body follows
+    as StreamData, then StreamEnded (or MessageAborted)."""
+
+    message_id: str
+    content_type: str | None
+    headers: Headers
+    total: int | None
+
+
+@dataclass(slots=True)
+class StreamData:
+    """A piece of a streamed message's body at ``offset`` (bytes from its start)."""
+
+    message_id: str
+    offset: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class StreamEnded:
+    """A streamed message is complete (``total`` bytes)."""
+
+    message_id: str
+    total: int
+
+
+SessionEvent = (
+    MessageReceived
+    | MessageAborted
+    | MessageSent
+    | MessageDelivered
+    | MessageFailed
+    | StreamStarted
+    | StreamData
+    | StreamEnded
+)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from ..digest import DigestClient
@@ -36,8 +36,13 @@ from .session_events import (
     MessageReceived,
     MessageSent,
     SessionEvent,
+    StreamData,
+    StreamEnded,
+    StreamStarted,
 )
 from .uri import MsrpUri
+
+StreamEvent = StreamStarted | StreamData | StreamEnded | MessageAborted
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +436,8 @@ class Session:
         self._results: dict[str, asyncio.Future[DeliveryResult]] = {}
         self._wants_report: dict[str, bool] = {}
         self.aborted: list[MessageAborted] = []
+        # streamed incoming messages (SessionConfig.stream_above) go here, as they come
+        self.on_stream: Callable[[StreamEvent], None] | None = None
         self.closed = False
         self._ended = False
 
@@ -551,6 +558,41 @@ class Session:
         if self._protocol is not None:
             self._protocol.schedule_pump()
 
+    def open_stream(
+        self,
+        content_type: str,
+        *,
+        total: int | None = None,
+        message_id: str | None = None,
+        success_report: bool = False,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> tuple[str, asyncio.Future[DeliveryResult]]:
+        """Start a message whose body comes later (``stream_write``, ``stream_end``);
+        returns its Message-ID and the future of its :class:`DeliveryResult`."""
+        if self.closed or self._protocol is None:
+            raise ConnectionError("session is not connected")
+        mid = self.engine.open_stream(
+            content_type,
+            total=total,
+            message_id=message_id,
+            success_report=success_report,
+            headers=headers,
+        )
+        future: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
+        self._results[mid] = future
+        self._wants_report[mid] = success_report
+        return mid, future
+
+    def stream_write(self, message_id: str, data: bytes) -> None:
+        self.engine.stream_write(message_id, data)
+        if self._protocol is not None:
+            self._protocol.schedule_pump()
+
+    def stream_end(self, message_id: str) -> None:
+        self.engine.stream_end(message_id)
+        if self._protocol is not None:
+            self._protocol.schedule_pump()
+
     def confirm(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
         """Answer a complete message held by ``SessionConfig.hold_completion``."""
         done = self.engine.confirm(message_id, code, reason)
@@ -600,6 +642,11 @@ class Session:
                     self._protocol._pause_reading()
             elif isinstance(event, MessageAborted):
                 self.aborted.append(event)
+                if self.on_stream is not None:
+                    self.on_stream(event)
+            elif isinstance(event, StreamStarted | StreamData | StreamEnded):
+                if self.on_stream is not None:
+                    self.on_stream(event)
             elif isinstance(event, MessageDelivered):
                 self._resolve(DeliveryResult(event.message_id, "delivered"))
             elif isinstance(event, MessageSent):
