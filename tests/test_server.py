@@ -97,3 +97,34 @@ async def test_refusals(server: ImServer, users: dict[str, User]) -> None:
     with pytest.raises(ChatError) as info:
         await alice.call("nobody")
     assert info.value.status == 404
+
+
+async def test_large_messages_stream_through_or_wait_in_the_store(
+    server: ImServer, users: dict[str, User]
+) -> None:
+    """Above stream_above a message is relayed chunk by chunk to an open session; with
+    nobody there it is gathered (up to max_message_size) and stored, else refused."""
+    alice, bob = users["alice"], users["bob"]
+    await alice.register()
+    await bob.register()
+    session = await alice.call("bob")
+    assert (await session.send("open the way", success_report=True)).status == "delivered"
+    bob_side = await asyncio.wait_for(bob.chat.accept(), 10)
+    assert (await asyncio.wait_for(bob_side.receive(), 10)).body == b"open the way"
+    big = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB: above what is ever stored
+    result = await asyncio.wait_for(
+        session.msrp.send("application/octet-stream", big, success_report=True), 30
+    )
+    got = await asyncio.wait_for(bob_side.receive(), 30)
+    assert got.body == big and result.status == "delivered"
+    assert server.streams.stats["relayed"] == 1
+    await bob_side.close()
+    assert bob.registration is not None
+    await asyncio.wait_for(bob.registration.stop(), 5)  # bob is gone: nothing to stream to
+    await asyncio.sleep(0.2)
+    medium = b"m" * (512 * 1024)  # streamed in, gathered whole, stored for later
+    assert (await session.msrp.send("application/octet-stream", medium)).ok
+    refused = await session.msrp.send("application/octet-stream", big)
+    assert refused.status == "failed" and refused.code == 413
+    assert server.streams.stats == {"relayed": 1, "gathered": 1, "refused": 1}
+    assert await server.store.depth("sip:bob@127.0.0.1") == 1

@@ -583,6 +583,15 @@ class Session:
         self._wants_report[mid] = success_report
         return mid, future
 
+    def pause_input(self) -> None:
+        """Stop reading from this session's connection (a relay whose next hop is slow)."""
+        if self._protocol is not None:
+            self._protocol._pause_reading()
+
+    def resume_input(self) -> None:
+        if self._protocol is not None:
+            self._protocol._resume_reading()
+
     def stream_write(self, message_id: str, data: bytes) -> None:
         self.engine.stream_write(message_id, data)
         if self._protocol is not None:

@@ -45,6 +45,7 @@ from .delivery import LEASE_SECONDS, Deliverer, DeliveryTarget
 from .imdn import imdn_message, wants_delivery_notice
 from .legs import IS_COMPOSING, Leg, LegTable, aor_of
 from .metrics import Metrics
+from .streams import StreamRelay
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,12 @@ class ImServer(DeliveryTarget):
         self.msrp: MsrpEndpoint | None = None
         self.chat: ChatStack | None = None
         self.legs = LegTable(self._on_message, self._on_leg_closed)
+        self.streams = StreamRelay(
+            self.legs,
+            self._on_message,
+            max_buffered=config.limits.max_message_size,
+            record=self._record_streamed,
+        )
         self._registrar_service = RegistrarService(self.registrar, self.digest)
         self._replica_service = RegistrarService(self.registrar, None)
         self._proxy: Destination | None = None
@@ -146,9 +153,20 @@ class ImServer(DeliveryTarget):
         )
 
     def _session_config(self) -> SessionConfig:
+        limits = self.config.limits
         return SessionConfig(
-            hold_completion=True, max_message_size=self.config.limits.max_message_size
+            hold_completion=True,
+            max_message_size=max(limits.max_message_size, limits.max_stream_size),
+            # anything too big to keep is streamed: relayed live, or refused when gathered
+            stream_above=min(limits.stream_above, limits.max_message_size),
         )
+
+    async def _record_streamed(self, sender: str, recipient: str, ctype: str, mid: str) -> None:
+        """History of a message relayed chunk by chunk: its Message-ID and type only."""
+        with contextlib.suppress(StoreError):
+            await self.store.add_history(
+                sender, recipient, ctype or "application/octet-stream", b"", mid
+            )
 
     async def stop(self) -> None:
         """BYE every session, stop delivering, close listeners and the store."""
@@ -156,6 +174,7 @@ class ImServer(DeliveryTarget):
             self._accepting.cancel()
         for deliverer in list(self._deliverers.values()):
             await deliverer.stop()
+        await self.streams.close()
         await self.legs.close_all()
         tasks = list(self._tasks)
         for task in tasks:
@@ -296,7 +315,7 @@ class ImServer(DeliveryTarget):
             session = await self.chat.accept()
             owner, other = aor_of(session.dialog.remote), aor_of(session.dialog.local)
             other = self._aor(session.dialog.local.uri) or other
-            self.legs.add(Leg(owner, other, session, incoming=True))
+            self.streams.attach(self.legs.add(Leg(owner, other, session, incoming=True)))
             self._page_only.discard((owner, other))
             self.metrics.sessions.set(len(self.legs))
             self.deliverer(owner).kick()  # replies queued while the caller was away
@@ -435,6 +454,7 @@ class ImServer(DeliveryTarget):
             log.info("no device of %s took a session from %s: %s", recipient, sender, codes)
             return None
         leg = self.legs.add(Leg(recipient, sender, winner, incoming=False))
+        self.streams.attach(leg)
         self.metrics.sessions.set(len(self.legs))
         return leg
 

@@ -25,7 +25,8 @@
     port = 9464                      # Prometheus text on http://host:port/metrics; 0: off
 
     [limits]
-    max_message_size = 1048576       # bigger messages get 413
+    max_message_size = 1048576       # stored messages; bigger ones get 413 when stored
+    stream_above = 262144            # bigger ones go chunk by chunk to an open session
     max_queue_per_user = 10000       # offline messages kept per recipient
     messages_per_second = 50         # per sender; above: 503 / failure report
 
@@ -76,7 +77,9 @@ class MetricsSettings:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_message_size: int = 1024 * 1024
+    max_message_size: int = 1024 * 1024  # kept in the store (and page mode's ceiling)
+    stream_above: int = 256 * 1024  # bigger messages are relayed chunk by chunk...
+    max_stream_size: int = 1024 * 1024 * 1024  # ... up to this, when the peer is there
     max_page_size: int = 1300  # page-mode bodies above this go as a session or fail (413)
     max_queue_per_user: int = 10_000
     messages_per_second: float = 50.0
