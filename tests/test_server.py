@@ -128,3 +128,26 @@ async def test_large_messages_stream_through_or_wait_in_the_store(
     assert refused.status == "failed" and refused.code == 413
     assert server.streams.stats == {"relayed": 1, "gathered": 1, "refused": 1}
     assert await server.store.depth("sip:bob@127.0.0.1") == 1
+
+
+async def test_is_composing_passes_through_and_is_not_stored(
+    server: ImServer, users: dict[str, User]
+) -> None:
+    alice, bob = users["alice"], users["bob"]
+    await alice.register()
+    await bob.register()
+    session = await alice.call("bob")
+    assert (await session.send("hi", success_report=True)).status == "delivered"
+    bob_side = await asyncio.wait_for(bob.chat.accept(), 10)
+    assert (await asyncio.wait_for(bob_side.receive(), 10)).body == b"hi"
+    composing = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<isComposing xmlns="urn:ietf:params:xml:ns:im-iscomposing">'
+        b"<state>active</state><refresh>60</refresh></isComposing>"
+    )
+    ctype = "application/im-iscomposing+xml"
+    assert (await session.msrp.send(ctype, composing)).ok
+    got = await asyncio.wait_for(bob_side.receive(), 10)
+    assert got.content_type == ctype and got.body == composing
+    history = await server.store.history("sip:alice@127.0.0.1", "sip:bob@127.0.0.1")
+    assert [h.body for h in history] == [b"hi"]
