@@ -358,6 +358,7 @@ class ImServer(DeliveryTarget):
         await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn)
         await self.store.add_history(sender, recipient, ctype, body, mid)
         self.metrics.stored.inc()
+        self.metrics.queued.inc()  # since this process started (gauge of its own flow)
         self.deliverer(recipient).kick()
 
     def _on_leg_closed(self, leg: Leg) -> None:
@@ -544,8 +545,10 @@ class ImServer(DeliveryTarget):
         ):
             self.metrics.notifications.labels("report").inc()
             await self.store.ack([message.id])
+            self.metrics.queued.dec()
             return
         await self.store.ack([message.id], notify=status if message.imdn else None)
+        self.metrics.queued.dec()
         if message.imdn:
             self._notify(message.sender)
 

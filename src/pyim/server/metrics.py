@@ -60,7 +60,11 @@ class Metrics:
             "pyim_messages_out", "Messages delivered to devices", ["mode"], registry=r
         )
         self.stored = Counter("pyim_messages_stored", "Messages queued durably", registry=r)
-        self.queued = Gauge("pyim_queue_depth", "Messages waiting for their recipient", registry=r)
+        self.queued = Gauge(
+            "pyim_queue_depth",
+            "Messages queued minus delivered by this process (a restart starts at 0)",
+            registry=r,
+        )
         self.delivered = Counter(
             "pyim_messages_delivered", "Messages acknowledged by a device", registry=r
         )
