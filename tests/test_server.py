@@ -151,3 +151,34 @@ async def test_is_composing_passes_through_and_is_not_stored(
     assert got.content_type == ctype and got.body == composing
     history = await server.store.history("sip:alice@127.0.0.1", "sip:bob@127.0.0.1")
     assert [h.body for h in history] == [b"hi"]
+
+
+async def test_imdn_comes_back_in_the_open_session(
+    server: ImServer, users: dict[str, User]
+) -> None:
+    """A CPIM message asking for a delivery notification (no Success-Report): when bob
+    gets it later, alice's still-open session receives the IMDN (RFC 5438)."""
+    from pyim.ua.cpim import encode_cpim
+
+    alice, bob = users["alice"], users["bob"]
+    await alice.register()
+    session = await alice.call("bob")
+    cpim = encode_cpim(
+        sender="sip:alice@127.0.0.1",
+        recipient="sip:bob@127.0.0.1",
+        text="tell me when he has it",
+        headers=[
+            ("NS", "imdn <urn:ietf:params:imdn>"),
+            ("imdn.Message-ID", "m1abc"),
+            ("imdn.Disposition-Notification", "positive-delivery"),
+        ],
+    ).encode()
+    sent = await session.msrp.send("message/cpim", cpim)
+    assert sent.ok
+    await bob.register()
+    bob_side = await asyncio.wait_for(bob.chat.accept(), 10)
+    assert b"tell me when he has it" in (await asyncio.wait_for(bob_side.receive(), 10)).body
+    notice = await asyncio.wait_for(session.receive(), 10)
+    assert notice.content_type == "message/cpim"
+    assert b"message/imdn+xml" in notice.body and b"<delivered/>" in notice.body
+    assert sent.message_id.encode() in notice.body

@@ -547,10 +547,32 @@ class ImServer(DeliveryTarget):
             await self.store.ack([message.id])
             self.metrics.queued.dec()
             return
+        session = self.legs.get(message.sender, message.recipient)
+        if message.imdn and session is not None and self._imdn_in_session(session, message, status):
+            await self.store.ack([message.id])
+            self.metrics.queued.dec()
+            return
         await self.store.ack([message.id], notify=status if message.imdn else None)
         self.metrics.queued.dec()
         if message.imdn:
             self._notify(message.sender)
+
+    def _imdn_in_session(self, leg: Leg, message: StoredMessage, status: str) -> bool:
+        """An IMDN (RFC 5438) to the sender inside her open session with the recipient."""
+        body = imdn_message(
+            server=message.recipient,
+            to=message.sender,
+            recipient=message.recipient,
+            message_id=message.message_id,
+            status=status,
+            when=time.time(),
+        ).encode()
+        try:
+            leg.session.msrp.send_nowait(CPIM_TYPE, body)
+        except (ConnectionError, RuntimeError, ValueError):
+            return False
+        self.metrics.notifications.labels("imdn_session").inc()
+        return True
 
     def _notify(self, to: str) -> None:
         """Send the IMDNs waiting for ``to`` (in the background: delivery does not wait
