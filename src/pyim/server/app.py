@@ -37,7 +37,15 @@ from ..sip.registration import RegistrarService
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
 from ..sip.transaction import ClientTransaction, Destination
 from ..sip.uri import NameAddr, SipUri
-from ..store import QueueFull, Store, StoreError, StoreUnavailable, TooLarge, open_store
+from ..store import (
+    QueueFull,
+    Store,
+    StoreError,
+    StoreLimits,
+    StoreUnavailable,
+    TooLarge,
+    open_store,
+)
 from ..store.model import StoredMessage
 from ..ua.cpim import CPIM_TYPE, encode_cpim
 from .config import ServerConfig
@@ -66,7 +74,7 @@ def store_refusal(exc: StoreError) -> tuple[int, str, str]:
     if isinstance(exc, StoreUnavailable):
         return 503, "Service Unavailable", "store"
     if isinstance(exc, QueueFull):
-        return 486, "Busy Here", "queue_full"
+        return 486, "Busy Here, queue full", "queue_full"
     if isinstance(exc, TooLarge):
         return 413, "Request Entity Too Large", "too_large"
     return 400, "Bad Request", "store_refused"
@@ -77,7 +85,13 @@ class ImServer(DeliveryTarget):
 
     def __init__(self, config: ServerConfig, *, store: Store | None = None) -> None:
         self.config = config.validate()
-        self.store = store or open_store(config.store)
+        self.store = store or open_store(
+            config.store,
+            limits=StoreLimits(
+                max_body=config.limits.max_message_size,
+                max_queue_depth=config.limits.max_queue_per_user,
+            ),
+        )
         self.metrics = Metrics()
         self.registrar = Registrar(
             RegistrarConfig(domains=tuple({config.domain, config.public_host, config.host}))
@@ -337,15 +351,17 @@ class ImServer(DeliveryTarget):
             return
         wants_report = (message.headers.get("Success-Report") or "no").lower() == "yes"
         imdn = wants_report or wants_delivery_notice(ctype, message.body)
+        if wants_report:
+            # owed before the store write: the deliverer may deliver it during that await
+            self._owed[mid] = leg
         try:
             await self._accept_message(leg.other, leg.owner, ctype, message.body, mid, imdn=imdn)
         except StoreError as exc:
+            self._owed.pop(mid, None)
             status, _, label = store_refusal(exc)
             self.metrics.failures.labels(label).inc()
             msrp.confirm(mid, 413 if status in (413, 486) else status, one_line(exc, 60))
             return
-        if wants_report:
-            self._owed[mid] = leg
         msrp.confirm(mid)
         self.metrics.messages_in.labels("session").inc()
 
@@ -353,10 +369,8 @@ class ImServer(DeliveryTarget):
         self, recipient: str, sender: str, ctype: str, body: bytes, mid: str, *, imdn: bool
     ) -> None:
         """Durable first: queue (and history), then wake the recipient's deliverer."""
-        if await self.store.depth(recipient) >= self.config.limits.max_queue_per_user:
-            raise QueueFull(f"the offline queue of {recipient} is full")
-        await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn)
-        await self.store.add_history(sender, recipient, ctype, body, mid)
+        # one transaction: the queue (bounded per recipient: QueueFull) and the history
+        await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn, history=True)
         self.metrics.stored.inc()
         self.metrics.queued.inc()  # since this process started (gauge of its own flow)
         self.deliverer(recipient).kick()

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..msrp.transport import DeliveryResult
 from ..store import StoreError
 from ..store.model import StoredMessage
 from .legs import Leg
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: How long a claim holds a message before another delivery may take it.
 LEASE_SECONDS = 120
+#: Messages in a session awaiting their Success-Report at once, per sender.
+WINDOW = 32
 #: After a failed drain (the store down...), retry after this, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
@@ -140,33 +143,61 @@ class Deliverer:
         leg = self.target.leg(self.recipient, sender)
         if leg is None and not self.target.page_only(self.recipient, sender):
             leg = await self.target.open_leg(self.recipient, sender)
+        if leg is not None and leg.open:
+            return await self._through(leg, sender, messages)
         done = 0
         for message in messages:
-            if leg is not None and leg.open:
-                result = await leg.session.msrp.send(
-                    message.content_type,
-                    message.body,
-                    success_report=True,
-                    message_id=message.message_id,
-                )
-                if result.status != "delivered":
-                    log.info(
-                        "%s -> %s: %s not delivered (%s %s)",
-                        sender,
-                        self.recipient,
-                        message.message_id,
-                        result.code,
-                        result.reason,
-                    )
-                    return done
-                await self.target.delivered(message, "session")
-            else:
-                ok = await self.target.send_page(message)
-                if not ok:
-                    return done
-                await self.target.delivered(message, "page")
+            if not await self.target.send_page(message):
+                return done
+            await self.target.delivered(message, "page")
             done += 1
         return done
+
+    async def _through(self, leg: Leg, sender: str, messages: list[StoredMessage]) -> int:
+        """Into a session, pipelined (up to ``WINDOW`` awaiting their Success-Report),
+        settled in order: a message counts only once it and all before it arrived."""
+        msrp = leg.session.msrp
+        pending: list[tuple[StoredMessage, asyncio.Future[DeliveryResult]]] = []
+        done = 0
+        try:
+            for message in messages:
+                if len(pending) >= WINDOW:
+                    if not await self._settle_first(pending, sender):
+                        return done
+                    done += 1
+                try:
+                    future = msrp.send_nowait(
+                        message.content_type,
+                        message.body,
+                        success_report=True,
+                        message_id=message.message_id,
+                    )
+                except (ConnectionError, ValueError) as exc:
+                    log.info("%s -> %s: session gone (%s)", sender, self.recipient, exc)
+                    break
+                pending.append((message, future))
+            while pending:
+                if not await self._settle_first(pending, sender):
+                    return done
+                done += 1
+            return done
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+    async def _settle_first(
+        self, pending: list[tuple[StoredMessage, asyncio.Future[DeliveryResult]]], sender: str
+    ) -> bool:
+        message, future = pending.pop(0)
+        result = await future
+        if result.status != "delivered":
+            log.info(
+                "%s -> %s: %s not delivered (%s %s)",
+                sender, self.recipient, message.message_id, result.code, result.reason,
+            )  # fmt: skip
+            return False
+        await self.target.delivered(message, "session")
+        return True
 
 
 DelivererFactory = Callable[[str], Awaitable[Deliverer]]

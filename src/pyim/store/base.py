@@ -209,8 +209,10 @@ class Store(abc.ABC):
         message_id: str,
         *,
         imdn: bool = False,
+        history: bool = False,
     ) -> StoredMessage:
-        """Queue a message for ``recipient``: on disk (committed) when this returns."""
+        """Queue a message for ``recipient``: on disk (committed) when this returns.
+        With ``history`` the conversation history gets it in the same transaction."""
         limits = self.limits
         self._text("recipient", recipient, limits.max_address)
         self._text("sender", sender, limits.max_address)
@@ -224,6 +226,10 @@ class Store(abc.ABC):
                 raise QueueFull(f"{depth} messages queued for {recipient}")
             params = (recipient, sender, content_type, data, message_id, now, bool(imdn))
             rows = await tx.rows(self.sql.queue_insert, params)
+            if history:
+                lo, hi = sorted((sender, recipient))
+                entry = (lo, hi, sender, recipient, content_type, data, message_id, now)
+                await tx.rows(self.sql.history_insert, entry)
         return StoredMessage(
             int(rows[0][0]), recipient, sender, content_type, data, message_id, now, imdn, 0
         )
