@@ -36,6 +36,7 @@ from ..sip.registrar import Registrar, RegistrarConfig
 from ..sip.registration import RegistrarService
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
 from ..sip.transaction import ClientTransaction, Destination
+from ..sip.transport import TransportConfig
 from ..sip.uri import NameAddr, SipUri
 from ..store import (
     QueueFull,
@@ -98,7 +99,16 @@ class ImServer(DeliveryTarget):
         )
         self._ha1: dict[tuple[str, Algorithm], str] = {}
         self.digest = DigestServer(config.auth_realm, self._credentials)
-        self.sip = SipStack(StackConfig(host=config.public_host))
+        limits = config.limits
+        self.sip = SipStack(
+            StackConfig(
+                host=config.public_host,
+                transport=TransportConfig(
+                    max_connections=limits.sip_connections,
+                    max_connections_per_ip=limits.sip_connections_per_ip,
+                ),
+            )
+        )
         self.msrp: MsrpEndpoint | None = None
         self.chat: ChatStack | None = None
         self.legs = LegTable(self._on_message, self._on_leg_closed)
@@ -135,7 +145,9 @@ class ImServer(DeliveryTarget):
         self.msrp = await MsrpEndpoint.create(
             cfg.host,
             cfg.msrp.port,
-            config=EndpointConfig(session=self._session_config()),
+            config=EndpointConfig(
+                session=self._session_config(), max_connections=cfg.limits.msrp_connections
+            ),
         )
         self.msrp.host = cfg.public_host
         self.chat = ChatStack(

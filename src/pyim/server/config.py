@@ -85,6 +85,9 @@ class Limits:
     messages_per_second: float = 50.0
     delivery_timeout: float = 30.0  # INVITE to a device / a message to be acknowledged
     max_sessions: int = 20_000
+    sip_connections: int = 20_000  # SIP over TCP, in all...
+    sip_connections_per_ip: int = 1024  # ... and per address (a proxy in front is one)
+    msrp_connections: int = 20_000  # MSRP connections of the server's endpoint
 
 
 @dataclass(frozen=True, slots=True)
