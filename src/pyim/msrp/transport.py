@@ -173,7 +173,7 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         if not self._read_paused or self.transport is None or self._write_paused:
             return
         limit = self.endpoint.config.incoming_queue
-        if all(f._queue.qsize() < limit for f in self.endpoint._facades(self.conn)):
+        if all(f._waiting() < limit for f in self.endpoint._facades(self.conn)):
             self._read_paused = False
             self.transport.resume_reading()
 
@@ -361,7 +361,7 @@ class MsrpEndpoint:
         facade = self._sessions.get(target.session_id or "")
         if facade is None or facade.closed:
             return None
-        if facade._bound.is_set() or facade._active:
+        if facade._is_bound or facade._active:
             raise WrongConnection(target.session_id)
         return facade.engine
 
@@ -374,9 +374,9 @@ class MsrpEndpoint:
         if facade is None:
             session.events()
             return
-        if not facade._bound.is_set() and not protocol.closed.is_set():
+        if not facade._is_bound and not protocol.closed.is_set():
             facade._protocol = protocol
-            facade._bound.set()
+            facade._set_bound()
         facade._handle(session.events())
 
     async def _connect(self, uri: MsrpUri) -> MsrpConnectionProtocol:
@@ -431,8 +431,11 @@ class Session:
         self.relay = relay
         self._protocol: MsrpConnectionProtocol | None = None
         self._active = False
-        self._bound = asyncio.Event()
-        self._queue: asyncio.Queue[MessageReceived | None] = asyncio.Queue()
+        # Made on first use: most sessions of a server sit idle, and an asyncio.Queue
+        # or Event costs ~1 KB each (their deques) — a tenth of an idle session.
+        self._is_bound = False
+        self._bound_event: asyncio.Event | None = None
+        self._inbox: asyncio.Queue[MessageReceived | None] | None = None
         self._results: dict[str, asyncio.Future[DeliveryResult]] = {}
         self._wants_report: dict[str, bool] = {}
         self.aborted: list[MessageAborted] = []
@@ -440,6 +443,21 @@ class Session:
         self.on_stream: Callable[[StreamEvent], None] | None = None
         self.closed = False
         self._ended = False
+
+    @property
+    def _queue(self) -> asyncio.Queue[MessageReceived | None]:
+        if self._inbox is None:
+            self._inbox = asyncio.Queue()
+        return self._inbox
+
+    def _waiting(self) -> int:
+        """Received messages not taken yet."""
+        return 0 if self._inbox is None else self._inbox.qsize()
+
+    def _set_bound(self) -> None:
+        self._is_bound = True
+        if self._bound_event is not None:
+            self._bound_event.set()
 
     @property
     def local_uri(self) -> MsrpUri:
@@ -467,18 +485,21 @@ class Session:
                 raise ConnectionError(f"the connection to relay {self.relay.relay} is closed")
             protocol.conn.attach(self.engine)
             self._protocol = protocol
-            self._bound.set()
+            self._set_bound()
             self.engine.send_keepalive()
             protocol.pump()
         elif active:
             protocol = await asyncio.wait_for(self.endpoint._connect(remote_path[0]), timeout)
             protocol.conn.attach(self.engine)
             self._protocol = protocol
-            self._bound.set()
+            self._set_bound()
             self.engine.send_keepalive()
             protocol.pump()
         else:
-            await asyncio.wait_for(self._bound.wait(), timeout)
+            if not self._is_bound:
+                if self._bound_event is None:
+                    self._bound_event = asyncio.Event()
+                await asyncio.wait_for(self._bound_event.wait(), timeout)
 
     def media_attributes(
         self, *, setup: Setup | None = None, accept_types: tuple[str, ...] = ("*",)
@@ -663,7 +684,7 @@ class Session:
                     self._resolve(DeliveryResult(event.message_id, "sent"))
             elif isinstance(event, MessageFailed):
                 self._resolve(DeliveryResult(event.message_id, "failed", event.code, event.reason))
-        if self._protocol is None and self._bound.is_set() and not self.closed:
+        if self._protocol is None and self._is_bound and not self.closed:
             self._lost()
 
     def _resolve(self, result: DeliveryResult) -> None:
