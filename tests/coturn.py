@@ -34,12 +34,12 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
 from peers import (
     LOOPBACK,
+    PeerProcess,
     _exited,
     _tail,
     _track,
@@ -148,7 +148,7 @@ def stun_binding(host: str, port: int, timeout: float = 1.0) -> tuple[str, int] 
 # the server
 
 
-class Coturn:
+class Coturn(PeerProcess):
     """coturn's turnserver in the foreground on 127.0.0.1 (UDP and TCP on one port).
 
     Everything lives in ``workdir``: ``turnserver.conf``, the PID file, the (unused)
@@ -157,6 +157,8 @@ class Coturn:
     credentials; by default one random user :attr:`turn_user`. Started, it has
     answered a STUN Binding request over UDP.
     """
+
+    term_timeout = 3.0
 
     name = "coturn"
 
@@ -295,32 +297,7 @@ class Coturn:
         self.returncode = stop_process(self.proc, term_timeout=2.0)
         return False
 
-    def stop(self) -> int | None:
-        if self.proc is not None and self.returncode is None:
-            self.returncode = stop_process(self.proc, term_timeout=3.0)
-        return self.returncode
-
-    def __enter__(self) -> Coturn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- observation
-
-    def is_running(self) -> bool:
-        return self.proc is not None and self.returncode is None and not _exited(self.proc)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def report_sections(self) -> list[tuple[str, str]]:
         return [

@@ -26,7 +26,6 @@ A missing kamailio (or openssl, for TLS) fails the test with what to install.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import socket
 import ssl
@@ -34,7 +33,6 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -44,12 +42,14 @@ import pytest
 from peers import (
     KAMAILIO_DIR,
     LOOPBACK,
+    PeerProcess,
     _exited,
     _tail,
     _track,
     deathsig_prefix,
     find_binary,
     free_port,
+    jsonrpc,
     kamailio_binary,
     process_has_bound,
     read_users,
@@ -125,7 +125,7 @@ def _wait_group_bound(proc: subprocess.Popen[bytes], port: int, deadline: float)
     return False
 
 
-class KamailioMsrpRelay:
+class KamailioMsrpRelay(PeerProcess):
     """deploy/kamailio/msrp-relay.cfg running in the foreground on 127.0.0.1.
 
     Everything lives in ``workdir``: a copy of the config, the credential table
@@ -340,44 +340,14 @@ class KamailioMsrpRelay:
             return False
         return data.startswith(b"MSRP probe1 401")
 
-    def stop(self) -> int | None:
-        if self.proc is not None and self.returncode is None:
-            self.returncode = stop_process(self.proc)
-        return self.returncode
-
-    def __enter__(self) -> KamailioMsrpRelay:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- observation
-
-    def is_running(self) -> bool:
-        return self.proc is not None and self.returncode is None and not _exited(self.proc)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def report_sections(self) -> list[tuple[str, str]]:
         return [(f"kamailio msrp relay {self.host}:{self.port} log (tail)", _tail(self.log_path))]
 
     def rpc(self, method: str, *params: Any, timeout: float = 2.0) -> Any:
         """One JSON-RPC 2.0 call over the UDP control socket (e.g. ``msrp.cmaplist``)."""
-        request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            sock.settimeout(timeout)
-            sock.sendto(json.dumps(request).encode(), (self.host, self.rpc_port))
-            reply = json.loads(sock.recv(65535))
+        reply = jsonrpc(self.host, self.rpc_port, method, params, timeout)
         if "error" in reply:
             raise KamailioMsrpError(f"rpc {method}{list(params)}: {reply['error']}")
         return reply.get("result")

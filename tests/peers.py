@@ -42,7 +42,7 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import pytest
 
@@ -357,7 +357,56 @@ class KamailioError(RuntimeError):
     pass
 
 
-class Kamailio:
+class PeerProcess:
+    """What every peer program of the tests shares: stopped by its PID (idempotent),
+    usable as a context manager, its log readable. Subclasses set ``proc``,
+    ``returncode`` and ``log_path`` and define ``start``."""
+
+    proc: subprocess.Popen[Any] | None
+    returncode: int | None
+    log_path: Path
+    term_timeout: float = 5.0
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.returncode is None:
+            self.returncode = stop_process(self.proc, term_timeout=self.term_timeout)
+        return self.returncode
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.returncode is None and not _exited(self.proc)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def jsonrpc(host: str, port: int, method: str, params: Sequence[Any], timeout: float) -> Any:
+    """One JSON-RPC 2.0 call over a Kamailio UDP control socket: the whole reply."""
+    request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.settimeout(timeout)
+        sock.sendto(json.dumps(request).encode(), (host, port))
+        return json.loads(sock.recv(65535))
+
+
+class Kamailio(PeerProcess):
     """deploy/kamailio/proxy-registrar.cfg running in the foreground on 127.0.0.1.
 
     Everything lives in ``workdir`` (a per-test folder): a copy of the config, the
@@ -487,41 +536,14 @@ class Kamailio:
         self.returncode = stop_process(self.proc)
         return False
 
-    def stop(self) -> int | None:
-        if self.proc is not None and self.returncode is None:
-            self.returncode = stop_process(self.proc)
-        return self.returncode
-
-    def __enter__(self) -> Kamailio:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- observation
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
 
     def report_sections(self) -> list[tuple[str, str]]:
         return [(f"kamailio {self.address} log (tail)", _tail(self.log_path))]
 
     def rpc(self, method: str, *params: Any, timeout: float = 2.0) -> Any:
         """One JSON-RPC 2.0 call over the UDP control socket; returns ``result``."""
-        request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            sock.settimeout(timeout)
-            sock.sendto(json.dumps(request).encode(), (self.host, self.rpc_port))
-            reply = json.loads(sock.recv(65535))
+        reply = jsonrpc(self.host, self.rpc_port, method, params, timeout)
         if "error" in reply:
             raise KamailioError(f"rpc {method}{list(params)}: {reply['error']}")
         return reply.get("result")
