@@ -280,18 +280,7 @@ class KamailioMsrpRelay(PeerProcess):
         )
 
     def _launch(self) -> bool:
-        self.returncode = None
-        with self.log_path.open("ab") as log:
-            log.write(f"### {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.run_dir,
-                start_new_session=True,
-            )
+        self._spawn(self.command(), self.run_dir)
         deadline = time.monotonic() + self.startup_timeout
         ports = [(self.tcp_port, False)] + ([(self.tls_port, True)] if self.tls else [])
         for port, _ in ports:

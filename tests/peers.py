@@ -389,6 +389,23 @@ class PeerProcess:
     def is_running(self) -> bool:
         return self.proc is not None and self.returncode is None and not _exited(self.proc)
 
+    def _spawn(self, command: list[str], cwd: Path) -> subprocess.Popen[Any]:
+        """Start ``command`` in a session of its own (its PID is its process group's),
+        its output appended to the log after a line naming it."""
+        self.returncode = None
+        with self.log_path.open("ab") as log:
+            log.write(f"### {' '.join(command)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        return self.proc
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -507,18 +524,7 @@ class Kamailio(PeerProcess):
         )
 
     def _launch(self) -> bool:
-        self.returncode = None
-        with self.log_path.open("ab") as log:
-            log.write(f"### {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.run_dir,
-                start_new_session=True,
-            )
+        self._spawn(self.command(), self.run_dir)
         deadline = time.monotonic() + self.startup_timeout
         ready: set[str] = set()
         while time.monotonic() < deadline:
