@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..digest import DigestClient
 from ..msrp.session import SessionConfig
@@ -66,7 +66,28 @@ class ChatSession:
     msrp: Session
     destination: Destination
     local_sdp: SessionDescription
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # set when the chat ends; the Event is made on first use (a server holds many
+    # idle sessions, and an asyncio.Event costs ~0.7 KB)
+    _ended: bool = False
+    _closed_event: asyncio.Event | None = None
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the chat has ended (our BYE or the peer's)."""
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
+            if self._ended:
+                self._closed_event.set()
+        return self._closed_event
+
+    def _mark_ended(self) -> bool:
+        """Mark the chat ended; False if it already was."""
+        if self._ended:
+            return False
+        self._ended = True
+        if self._closed_event is not None:
+            self._closed_event.set()
+        return True
 
     @property
     def remote(self) -> NameAddr:
@@ -91,8 +112,7 @@ class ChatSession:
 
     async def close(self) -> None:
         """Hang up: BYE (if the peer did not already) and end the MSRP session."""
-        if not self.closed.is_set():
-            self.closed.set()
+        if self._mark_ended():
             self.chat._sessions.pop(self.dialog.id, None)
             bye = self.dialog.request("BYE")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -106,7 +126,7 @@ class ChatSession:
         return dest if dest.transport == self.destination.transport else self.destination
 
     async def _ended_by_peer(self) -> None:
-        self.closed.set()
+        self._mark_ended()
         await self.msrp.close()
 
 
