@@ -29,16 +29,13 @@ paths (``ha1_file``, ``cert``, ``key``) are relative to the config file's folder
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configfile import ConfigError as ConfigError  # re-exported: pyim.relay.ConfigError
+from ..configfile import load_toml
 from ..digest import Algorithm, DigestError
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and the problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,17 +208,7 @@ def config_from_dict(data: dict[str, Any]) -> RelayConfig:
 
 def load_config(path: Path) -> RelayConfig:
     """Read a TOML config file; raises ConfigError (with the file name) when invalid."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    try:
-        config = config_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return _relative_to(config, path.parent)
+    return _relative_to(load_toml(path, config_from_dict), path.parent)
 
 
 def _relative_to(config: RelayConfig, base: Path) -> RelayConfig:

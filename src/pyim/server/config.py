@@ -40,18 +40,16 @@ Relative paths are relative to the file's folder.  Unknown keys and bad values r
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..configfile import ConfigError as ConfigError  # re-exported: pyim.server.ConfigError
+from ..configfile import load_toml
+
 #: What ``pyim server`` runs with when given no file: everything on 127.0.0.1, two
 #: demo users, a store in the current folder.
 DEMO_USERS = {"alice": "alice", "bob": "bob"}
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,13 +204,4 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerCo
 
 def load_config(path: Path) -> ServerConfig:
     """Read a TOML file; ConfigError (with the file name) when it is invalid."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    try:
-        return config_from_dict(data, path.parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    return load_toml(path, lambda data: config_from_dict(data, path.parent))
