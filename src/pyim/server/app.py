@@ -31,7 +31,8 @@ from ..msrp.session import SessionConfig
 from ..msrp.session_events import MessageReceived
 from ..msrp.transport import EndpointConfig, MsrpEndpoint
 from ..sip.chat import ChatError, ChatSession, ChatStack
-from ..sip.message import SipRequest
+from ..sip.dialog import new_tag
+from ..sip.message import SipRequest, SipResponse
 from ..sip.registrar import Registrar, RegistrarConfig
 from ..sip.registration import RegistrarService
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
@@ -534,16 +535,22 @@ class ImServer(DeliveryTarget):
             text=message.body.decode("utf-8", "replace"),
             content_type=message.content_type,
         ).encode()
+        response = await self._page_to(contacts[0], message.sender, message.recipient, body)
+        return 200 <= response.status < 300
+
+    async def _page_to(
+        self, contact: SipUri, sender: str, recipient: str, body: bytes
+    ) -> SipResponse:
+        """A page-mode MESSAGE (CPIM body) from ``sender`` to a contact of ``recipient``."""
         request = self.sip.new_request(
             "MESSAGE",
-            contacts[0],
-            from_=NameAddr(uri=SipUri.parse(message.sender)).with_tag(self.sip.new_call_id()[:8]),
-            to=NameAddr(uri=SipUri.parse(message.recipient)),
+            contact,
+            from_=NameAddr(uri=SipUri.parse(sender)).with_tag(new_tag()),
+            to=NameAddr(uri=SipUri.parse(recipient)),
             body=body,
             content_type=CPIM_TYPE,
         )
-        response = await self.sip.send(request, self._destination(contacts[0]))
-        return 200 <= response.status < 300
+        return await self.sip.send(request, self._destination(contact))
 
     def _destination(self, contact: SipUri) -> Destination:
         if self._proxy is not None:
@@ -631,28 +638,19 @@ class ImServer(DeliveryTarget):
         if not contacts:
             return False
         sent = []
+        server = f"sip:pyim@{self.config.domain}"
         notes = await self.store.pending_notifications(to)
         try:
             for note in notes:
                 body = imdn_message(
-                    server=f"sip:pyim@{self.config.domain}",
+                    server=server,
                     to=to,
                     recipient=note.recipient,
                     message_id=note.about_message_id,
                     status=note.status,
                     when=note.at,
                 ).encode()
-                request = self.sip.new_request(
-                    "MESSAGE",
-                    contacts[0],
-                    from_=NameAddr(uri=SipUri.parse(f"sip:pyim@{self.config.domain}")).with_tag(
-                        self.sip.new_call_id()[:8]
-                    ),
-                    to=NameAddr(uri=SipUri.parse(to)),
-                    body=body,
-                    content_type=CPIM_TYPE,
-                )
-                response = await self.sip.send(request, self._destination(contacts[0]))
+                response = await self._page_to(contacts[0], server, to, body)
                 if not 200 <= response.status < 300:
                     log.info("IMDN to %s refused: %d %s", to, response.status, response.reason)
                     break
