@@ -28,6 +28,7 @@ from peers import free_port
 from postgres import Postgres
 from pyim.digest import Algorithm, ha1
 from pyim.store import (
+    NewMessage,
     QueueFull,
     Store,
     StoreError,
@@ -243,6 +244,52 @@ async def test_concurrent_writes_on_one_store(store: Store) -> None:
     )
     assert len({m.id for m in messages}) == 50
     assert await store.depth(BOB) == 50
+
+
+async def test_enqueue_many_is_one_transaction_with_refusals_in_place(store_url: str) -> None:
+    limits = StoreLimits(max_body=10, max_queue_depth=3, max_batch=8)
+    async with open_store(store_url, limits=limits) as store:
+        await store.enqueue(BOB, ALICE, "text/plain", b"old", "m0")
+        batch = [
+            NewMessage(BOB, ALICE, "text/plain", b"1", "m1", imdn=True, history=True),
+            NewMessage(BOB, ALICE, "text/plain", b"x" * 11, "big"),  # TooLarge
+            NewMessage(CAROL, ALICE, "text/plain", b"c", "c1"),
+            NewMessage(BOB, "sip:a\x00b", "text/plain", b"n", "nul"),  # bad sender
+            NewMessage(BOB, ALICE, "text/plain", b"2", "m2", history=True),
+            NewMessage(BOB, ALICE, "text/plain", b"3", "m3"),  # 4th for bob: QueueFull
+        ]
+        results = await store.enqueue_many(batch)
+        assert [type(r).__name__ for r in results] == [
+            "StoredMessage", "TooLarge", "StoredMessage", "StoreError", "StoredMessage",
+            "QueueFull",
+        ]  # fmt: skip
+        stored = [r for r in results if not isinstance(r, StoreError)]
+        assert [m.message_id for m in stored] == ["m1", "c1", "m2"]
+        assert stored[0].imdn and not stored[2].imdn
+        assert stored[0].id < stored[1].id < stored[2].id  # in the order given
+        assert [m.message_id for m in await store.pending(BOB)] == ["m0", "m1", "m2"]
+        assert [h.message_id for h in await store.history(ALICE, BOB)] == ["m2", "m1"]
+        assert await store.enqueue_many([]) == []
+        with pytest.raises(TooLarge):  # more than max_batch at once
+            await store.enqueue_many([batch[0]] * 9)
+
+
+async def test_ack_many_each_with_its_notification(store: Store) -> None:
+    a = await store.enqueue(BOB, ALICE, "text/plain", b"a", "a", imdn=True)
+    b = await store.enqueue(BOB, CAROL, "text/plain", b"b", "b", imdn=True)
+    c = await store.enqueue(BOB, CAROL, "text/plain", b"c", "c", imdn=True)
+    assert await store.ack_many([(a.id, "delivered"), (b.id, None), (c.id, "failed")]) == 3
+    assert [(n.about_message_id, n.status) for n in await store.pending_notifications(ALICE)] == [
+        ("a", "delivered")
+    ]
+    assert [(n.about_message_id, n.status) for n in await store.pending_notifications(CAROL)] == [
+        ("c", "failed")
+    ]
+    assert await store.depth(BOB) == 0
+    assert await store.ack_many([(a.id, "delivered"), (c.id, None)]) == 0  # gone: no-op
+    assert await store.ack_many([]) == 0
+    with pytest.raises(StoreError):
+        await store.ack_many([(1, "bogus")])
 
 
 async def test_ack_with_notification_and_the_imdn_outbox(store: Store) -> None:

@@ -40,6 +40,7 @@ from ..sip.transaction import ClientTransaction, Destination
 from ..sip.transport import TransportConfig
 from ..sip.uri import NameAddr, SipUri
 from ..store import (
+    NewMessage,
     QueueFull,
     Store,
     StoreError,
@@ -56,11 +57,14 @@ from .imdn import imdn_message, wants_delivery_notice
 from .legs import IS_COMPOSING, Leg, LegTable, aor_of
 from .metrics import Metrics
 from .streams import StreamRelay
+from .writes import StoreWriter
 
 log = logging.getLogger(__name__)
 
 #: Answers of a device that takes no MSRP session: deliver to it by page mode.
 PAGE_ONLY = frozenset({405, 415, 488, 501, 606})
+#: Messages of one leg read but not yet stored; beyond, the leg is not read.
+STORING_PER_LEG = 64
 
 
 def one_line(exc: Exception, limit: int) -> str:
@@ -126,6 +130,7 @@ class ImServer(DeliveryTarget):
             self._proxy = self.sip.destination_for_uri(SipUri.parse(config.proxy))
         self._deliverers: dict[str, Deliverer] = {}
         self._owed: dict[str, Leg] = {}  # Message-ID -> the leg that wants its report
+        self.writer = StoreWriter(self.store)  # queue writes, group-committed
         self._page_only: set[tuple[str, str]] = set()
         self._dialect: dict[str, bool] = {}  # contact -> needs the pjsua dialect
         self._rate: dict[str, list[float]] = defaultdict(list)
@@ -213,6 +218,7 @@ class ImServer(DeliveryTarget):
         await self.sip.close()
         if self.msrp is not None:
             await self.msrp.close()
+        await self.writer.close()  # what was accepted is committed
         self.metrics.stop()
         await self.store.close()
 
@@ -348,6 +354,9 @@ class ImServer(DeliveryTarget):
             self.deliverer(owner).kick()  # replies queued while the caller was away
 
     async def _on_message(self, leg: Leg, message: MessageReceived) -> None:
+        """A message on a leg: queued for the other party; its 200 goes when stored.
+        The leg's next messages are read meanwhile (they go into the same or the next
+        commit, in order) up to ``STORING_PER_LEG`` not yet stored."""
         msrp = leg.session.msrp
         ctype = message.content_type or "text/plain"
         mid = message.message_id
@@ -367,23 +376,43 @@ class ImServer(DeliveryTarget):
         if wants_report:
             # owed before the store write: the deliverer may deliver it during that await
             self._owed[mid] = leg
-        try:
-            await self._accept_message(leg.other, leg.owner, ctype, message.body, mid, imdn=imdn)
-        except StoreError as exc:
-            self._owed.pop(mid, None)
-            status, _, label = store_refusal(exc)
-            self.metrics.failures.labels(label).inc()
-            msrp.confirm(mid, 413 if status in (413, 486) else status, one_line(exc, 60))
-            return
-        msrp.confirm(mid)
-        self.metrics.messages_in.labels("session").inc()
+        stored = self._accept_message(leg.other, leg.owner, ctype, message.body, mid, imdn=imdn)
+        leg.storing += 1
+        stored.add_done_callback(functools.partial(self._stored, leg, mid))
+        if leg.storing > STORING_PER_LEG:  # this one stored: all before it are too
+            await asyncio.wait([stored])
 
-    async def _accept_message(
+    def _stored(self, leg: Leg, mid: str, stored: asyncio.Future[StoredMessage]) -> None:
+        """A session message's store write ended: its 200, or the store's refusal."""
+        leg.storing -= 1
+        msrp = leg.session.msrp
+        exc = stored.exception() if not stored.cancelled() else StoreUnavailable("cancelled")
+        if exc is None:
+            msrp.confirm(mid)
+            self.metrics.messages_in.labels("session").inc()
+            return
+        self._owed.pop(mid, None)
+        if not isinstance(exc, StoreError):
+            log.error("message %s on %s not stored: %r", mid, leg.key, exc)
+            msrp.confirm(mid, 500, "server error")
+            return
+        status, _, label = store_refusal(exc)
+        self.metrics.failures.labels(label).inc()
+        msrp.confirm(mid, 413 if status in (413, 486) else status, one_line(exc, 60))
+
+    def _accept_message(
         self, recipient: str, sender: str, ctype: str, body: bytes, mid: str, *, imdn: bool
-    ) -> None:
-        """Durable first: queue (and history), then wake the recipient's deliverer."""
-        # one transaction: the queue (bounded per recipient: QueueFull) and the history
-        await self.store.enqueue(recipient, sender, ctype, body, mid, imdn=imdn, history=True)
+    ) -> asyncio.Future[StoredMessage]:
+        """Durable first: queue (and history, one transaction), then wake the
+        recipient's deliverer. Refusals (QueueFull, TooLarge, StoreUnavailable) are
+        the future's StoreError."""
+        stored = self.writer.enqueue(NewMessage(recipient, sender, ctype, body, mid, imdn, True))
+        stored.add_done_callback(functools.partial(self._queued, recipient))
+        return stored
+
+    def _queued(self, recipient: str, stored: asyncio.Future[StoredMessage]) -> None:
+        if stored.cancelled() or stored.exception() is not None:
+            return
         self.metrics.stored.inc()
         self.metrics.queued.inc()  # since this process started (gauge of its own flow)
         self.deliverer(recipient).kick()
@@ -557,38 +586,46 @@ class ImServer(DeliveryTarget):
             return self._proxy
         return self.sip.destination_for_uri(contact)
 
-    async def delivered(self, message: StoredMessage, mode: str) -> None:
-        """The device acknowledged it: off the queue; the sender learns it."""
+    def delivered(self, message: StoredMessage, mode: str) -> asyncio.Future[None]:
+        """The device acknowledged it: off the queue (the future: once committed);
+        the sender learns it."""
         self.metrics.delivered.inc()
         self.metrics.messages_out.labels(mode).inc()
-        await self._settle(message, 200, "OK", "delivered")
+        return self._settle(message, 200, "OK", "delivered")
 
-    async def _failed(self, message: StoredMessage, code: int, reason: str) -> None:
+    def _failed(self, message: StoredMessage, code: int, reason: str) -> asyncio.Future[None]:
         self.metrics.failures.labels(f"undeliverable_{code}").inc()
-        await self._settle(message, code, reason, "failed")
+        return self._settle(message, code, reason, "failed")
 
-    async def _settle(self, message: StoredMessage, code: int, reason: str, status: str) -> None:
+    def _settle(
+        self, message: StoredMessage, code: int, reason: str, status: str
+    ) -> asyncio.Future[None]:
         """Off the queue; a Success-Report (or failure REPORT) in the sender's session if
-        it is still open, else an IMDN queued in the same transaction when asked for."""
+        it is still open, else an IMDN in her open session with the recipient, else
+        (when asked for) an IMDN queued in the same transaction as the acknowledgement
+        and sent by page mode once committed."""
         leg = self._owed.pop(message.message_id, None)
+        notify: str | None = None
         if (
             leg is not None
             and leg.open
             and leg.session.msrp.report(message.message_id, code, reason)
         ):
             self.metrics.notifications.labels("report").inc()
-            await self.store.ack([message.id])
-            self.metrics.queued.dec()
+        elif message.imdn:
+            session = self.legs.get(message.sender, message.recipient)
+            if session is None or not self._imdn_in_session(session, message, status):
+                notify = status
+        acked = self.writer.ack(message.id, notify)
+        acked.add_done_callback(functools.partial(self._acked, message.sender, notify))
+        return acked
+
+    def _acked(self, sender: str, notify: str | None, acked: asyncio.Future[None]) -> None:
+        if acked.cancelled() or acked.exception() is not None:
             return
-        session = self.legs.get(message.sender, message.recipient)
-        if message.imdn and session is not None and self._imdn_in_session(session, message, status):
-            await self.store.ack([message.id])
-            self.metrics.queued.dec()
-            return
-        await self.store.ack([message.id], notify=status if message.imdn else None)
         self.metrics.queued.dec()
-        if message.imdn:
-            self._notify(message.sender)
+        if notify is not None:
+            self._notify(sender)
 
     def _imdn_in_session(self, leg: Leg, message: StoredMessage, status: str) -> bool:
         """An IMDN (RFC 5438) to the sender inside her open session with the recipient."""

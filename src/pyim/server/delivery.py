@@ -57,7 +57,9 @@ class DeliveryTarget:
     async def send_page(self, message: StoredMessage) -> bool | None:
         raise NotImplementedError
 
-    async def delivered(self, message: StoredMessage, mode: str) -> None:
+    def delivered(self, message: StoredMessage, mode: str) -> Awaitable[None]:
+        """Settle a delivered message; awaiting the result waits for its
+        acknowledgement to be committed."""
         raise NotImplementedError
 
     async def release(self, messages: list[StoredMessage]) -> None:
@@ -155,14 +157,29 @@ class Deliverer:
 
     async def _through(self, leg: Leg, sender: str, messages: list[StoredMessage]) -> int:
         """Into a session, pipelined (up to ``WINDOW`` awaiting their Success-Report),
-        settled in order: a message counts only once it and all before it arrived."""
+        settled in order: a message counts only once it and all before it arrived.
+        Their acknowledgements are written in batches, all committed on return."""
+        acks: list[Awaitable[None]] = []
+        try:
+            return await self._pipeline(leg, sender, messages, acks)
+        finally:
+            if acks:
+                await asyncio.gather(*acks)
+
+    async def _pipeline(
+        self,
+        leg: Leg,
+        sender: str,
+        messages: list[StoredMessage],
+        acks: list[Awaitable[None]],
+    ) -> int:
         msrp = leg.session.msrp
         pending: list[tuple[StoredMessage, asyncio.Future[DeliveryResult]]] = []
         done = 0
         try:
             for message in messages:
                 if len(pending) >= WINDOW:
-                    if not await self._settle_first(pending, sender):
+                    if not await self._settle_first(pending, sender, acks):
                         return done
                     done += 1
                 try:
@@ -177,7 +194,7 @@ class Deliverer:
                     break
                 pending.append((message, future))
             while pending:
-                if not await self._settle_first(pending, sender):
+                if not await self._settle_first(pending, sender, acks):
                     return done
                 done += 1
             return done
@@ -186,7 +203,10 @@ class Deliverer:
                 future.cancel()
 
     async def _settle_first(
-        self, pending: list[tuple[StoredMessage, asyncio.Future[DeliveryResult]]], sender: str
+        self,
+        pending: list[tuple[StoredMessage, asyncio.Future[DeliveryResult]]],
+        sender: str,
+        acks: list[Awaitable[None]],
     ) -> bool:
         message, future = pending.pop(0)
         result = await future
@@ -196,7 +216,7 @@ class Deliverer:
                 sender, self.recipient, message.message_id, result.code, result.reason,
             )  # fmt: skip
             return False
-        await self.target.delivered(message, "session")
+        acks.append(self.target.delivered(message, "session"))
         return True
 
 

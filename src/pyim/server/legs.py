@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..msrp.session_events import MessageReceived
 from ..sip.chat import ChatSession
@@ -40,7 +40,7 @@ class Leg:
     session: ChatSession
     incoming: bool  # the device INVITEd us
     reader: asyncio.Task[None] | None = None
-    reports: dict[str, bool] = field(default_factory=dict)  # Message-ID -> report owed
+    storing: int = 0  # messages read on this leg whose store write has not ended
 
     @property
     def key(self) -> tuple[str, str]:

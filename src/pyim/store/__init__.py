@@ -31,11 +31,19 @@ from .base import (
     StoreUnavailable,
     TooLarge,
 )
-from .model import IMDN_STATUSES, HistoryEntry, Notification, StoredMessage, UserRecord
+from .model import (
+    IMDN_STATUSES,
+    HistoryEntry,
+    NewMessage,
+    Notification,
+    StoredMessage,
+    UserRecord,
+)
 
 __all__ = [
     "IMDN_STATUSES",
     "HistoryEntry",
+    "NewMessage",
     "Notification",
     "QueueFull",
     "Store",

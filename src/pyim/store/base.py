@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,7 +21,14 @@ from typing import Self
 
 from pyim.digest import Algorithm, DigestError, ha1
 
-from .model import IMDN_STATUSES, HistoryEntry, Notification, StoredMessage, UserRecord
+from .model import (
+    IMDN_STATUSES,
+    HistoryEntry,
+    NewMessage,
+    Notification,
+    StoredMessage,
+    UserRecord,
+)
 from .sql import Statements, Transaction, history_entry, notification, stored_message
 
 __all__ = [
@@ -213,26 +220,72 @@ class Store(abc.ABC):
     ) -> StoredMessage:
         """Queue a message for ``recipient``: on disk (committed) when this returns.
         With ``history`` the conversation history gets it in the same transaction."""
-        limits = self.limits
-        self._text("recipient", recipient, limits.max_address)
-        self._text("sender", sender, limits.max_address)
-        self._text("content_type", content_type, limits.max_content_type)
-        self._text("message_id", message_id, limits.max_message_id, empty_ok=True)
-        data = self._body(body)
+        new = NewMessage(recipient, sender, content_type, body, message_id, imdn, history)
+        (result,) = await self.enqueue_many([new])
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def enqueue_many(
+        self, messages: Sequence[NewMessage]
+    ) -> list[StoredMessage | StoreError]:
+        """Queue several messages in one transaction (one commit: group commit), in
+        order; each is stored or refused on its own (:class:`TooLarge`,
+        :class:`QueueFull`...: that error in its place of the result). A failure of
+        the transaction itself (:class:`StoreUnavailable`...) raises: none is stored."""
+        if len(messages) > self.limits.max_batch:
+            raise TooLarge(f"more than {self.limits.max_batch} messages at once")
+        # a refusal in its place; every valid message gets its record or QueueFull below
+        results: list[StoredMessage | StoreError] = []
+        valid: list[tuple[int, NewMessage, bytes]] = []
+        for index, message in enumerate(messages):
+            try:
+                valid.append((index, message, self._new_message(message)))
+                results.append(StoreError("not stored"))
+            except StoreError as error:
+                results.append(error)
+        if not valid:
+            return results
         now = self._clock()
+        max_depth = self.limits.max_queue_depth
         async with self._transaction(write=True) as tx:
-            depth = int((await tx.rows(self.sql.queue_depth, (recipient,)))[0][0])
-            if depth >= limits.max_queue_depth:
-                raise QueueFull(f"{depth} messages queued for {recipient}")
-            params = (recipient, sender, content_type, data, message_id, now, bool(imdn))
-            rows = await tx.rows(self.sql.queue_insert, params)
-            if history:
-                lo, hi = sorted((sender, recipient))
-                entry = (lo, hi, sender, recipient, content_type, data, message_id, now)
-                await tx.rows(self.sql.history_insert, entry)
-        return StoredMessage(
-            int(rows[0][0]), recipient, sender, content_type, data, message_id, now, imdn, 0
-        )
+            depths: dict[str, int] = {}
+            for index, m, data in valid:
+                depth = depths.get(m.recipient)
+                if depth is None:
+                    depth = int((await tx.rows(self.sql.queue_depth, (m.recipient,)))[0][0])
+                if depth >= max_depth:
+                    results[index] = QueueFull(f"{depth} messages queued for {m.recipient}")
+                    depths[m.recipient] = depth
+                    continue
+                depths[m.recipient] = depth + 1
+                params = (m.recipient, m.sender, m.content_type, data, m.message_id, now, m.imdn)
+                rows = await tx.rows(self.sql.queue_insert, params)
+                if m.history:
+                    lo, hi = sorted((m.sender, m.recipient))
+                    entry = (lo, hi, m.sender, m.recipient, m.content_type, data, m.message_id)
+                    await tx.rows(self.sql.history_insert, (*entry, now))
+                results[index] = StoredMessage(
+                    int(rows[0][0]),
+                    m.recipient,
+                    m.sender,
+                    m.content_type,
+                    data,
+                    m.message_id,
+                    now,
+                    bool(m.imdn),
+                    0,
+                )
+        return results
+
+    def _new_message(self, message: NewMessage) -> bytes:
+        """Check a message against the limits; its body as bytes."""
+        limits = self.limits
+        self._text("recipient", message.recipient, limits.max_address)
+        self._text("sender", message.sender, limits.max_address)
+        self._text("content_type", message.content_type, limits.max_content_type)
+        self._text("message_id", message.message_id, limits.max_message_id, empty_ok=True)
+        return self._body(message.body)
 
     async def pending(self, recipient: str, limit: int = 100) -> list[StoredMessage]:
         """Queued messages of ``recipient`` that nobody holds a live claim on, oldest
@@ -265,20 +318,35 @@ class Store(abc.ABC):
         With ``notify`` (an IMDN status such as ``"delivered"``), the same transaction
         queues that notification to the sender of each removed message that asked for
         one (``imdn``): a crash cannot separate the two."""
-        ids = self._ids(message_ids)
-        if notify is not None:
-            self._status(notify)
-        if not ids:
+        return await self.ack_many([(i, notify) for i in message_ids])
+
+    async def ack_many(self, acks: Iterable[tuple[int, str | None]]) -> int:
+        """:meth:`ack` of several messages, each with its own ``notify`` (or None), in
+        one transaction; the number removed."""
+        by_status: dict[str | None, list[int]] = {}
+        for message_id, notify in acks:
+            if notify is not None:
+                self._status(notify)
+            by_status.setdefault(notify, []).append(message_id)
+        groups = [(notify, self._ids(ids)) for notify, ids in by_status.items()]
+        if sum(len(ids) for _, ids in groups) > self.limits.max_batch:
+            raise TooLarge(f"more than {self.limits.max_batch} ids at once")
+        groups = [(notify, ids) for notify, ids in groups if ids]
+        if not groups:
             return 0
         now = self._clock()
+        removed = 0
         async with self._transaction(write=True) as tx:
-            removed = await tx.rows(self.sql.queue_ack, (self._ids_param(ids),))
-            if notify is not None:
-                for recipient, sender, message_id, imdn in removed:
+            for notify, ids in groups:
+                rows = await tx.rows(self.sql.queue_ack, (self._ids_param(ids),))
+                removed += len(rows)
+                if notify is None:
+                    continue
+                for recipient, sender, message_id, imdn in rows:
                     if imdn:
                         args = (sender, message_id, notify, recipient, now)
                         await tx.rows(self.sql.notification_insert, args)
-        return len(removed)
+        return removed
 
     async def release(self, message_ids: Iterable[int], *, device: str | None = None) -> int:
         """Give claimed messages back to the queue (only ``device``'s claims if given);

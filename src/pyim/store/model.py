@@ -12,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "IMDN_STATUSES",
     "HistoryEntry",
+    "NewMessage",
     "Notification",
     "StoredMessage",
     "UserRecord",
@@ -32,6 +33,23 @@ class UserRecord:
     realm: str
     ha1_md5: str
     ha1_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to queue for ``recipient`` (:meth:`pyim.store.Store.enqueue_many`).
+
+    ``imdn``: the sender asked for a delivery notification; ``history``: record it in
+    the conversation history of the pair too (same transaction).
+    """
+
+    recipient: str
+    sender: str
+    content_type: str
+    body: bytes
+    message_id: str
+    imdn: bool = False
+    history: bool = False
 
 
 @dataclass(frozen=True, slots=True)
