@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -390,13 +391,27 @@ async def test_migrate_is_idempotent_and_concurrent(store_url: str) -> None:
             await store.close()
 
 
+async def test_sqlite_transaction_body_awaits_only_its_statements(tmp_path: Path) -> None:
+    """A body runs whole on the database thread: awaiting anything else is a bug,
+    refused (and rolled back), and the store goes on."""
+    async with open_store(f"sqlite://{tmp_path / 'a.db'}") as store:
+
+        async def body(tx: Any) -> None:
+            await tx.run("DELETE FROM queue", ())
+            await asyncio.sleep(0)
+
+        await store.enqueue(BOB, ALICE, "text/plain", b"x", "m")
+        with pytest.raises(RuntimeError, match="awaited something other"):
+            await store._run(body, write=True)  # type: ignore[attr-defined]
+        assert await store.depth(BOB) == 1
+
+
 async def test_sqlite_is_wal_with_full_sync(tmp_path: Path) -> None:
     async with open_store(f"sqlite://{tmp_path / 'a.db'}") as store:
-        db = store._db  # type: ignore[attr-defined]
-        async with db.execute("PRAGMA journal_mode") as cursor:
-            assert (await cursor.fetchone())[0] == "wal"
-        async with db.execute("PRAGMA synchronous") as cursor:
-            assert (await cursor.fetchone())[0] == 2  # FULL: the WAL is fsync'ed per commit
+        # on the store's own connection (synchronous is a setting of the connection)
+        assert (await store._rows("PRAGMA journal_mode", (), write=False))[0][0] == "wal"
+        # FULL: the WAL is fsync'ed at every commit
+        assert (await store._rows("PRAGMA synchronous", (), write=False))[0][0] == 2
 
 
 async def test_sqlite_locked_too_long_is_unavailable(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
 """The store's one interface, its errors and limits, and the logic both backends share.
 
 A backend supplies its SQL (:class:`pyim.store.sql.Statements`: the same statements
-with the same parameters in the same order, in its own dialect), a transaction
-(:meth:`Store._transaction`, which maps driver errors to :class:`StoreError` and
-:class:`StoreUnavailable`), and how a list of ids travels as one parameter.
-Everything else (validation, limits, which statements make up each transaction) is
-written once, here.
+with the same parameters in the same order, in its own dialect), a way to run one
+transaction (:meth:`Store._run`: a body of statements, committed at its end; driver
+errors mapped to :class:`StoreError` and :class:`StoreUnavailable`), and how a list
+of ids travels as one parameter. Everything else (validation, limits, which
+statements make up each transaction) is written once, here.
+
+A transaction's body is an ``async def`` taking a :class:`~pyim.store.sql.Transaction`
+whose only awaits are that transaction's statements: a backend may run it on its
+database thread in one go (SQLite does: one thread hand-off per transaction).
 """
 
 from __future__ import annotations
@@ -13,11 +17,10 @@ from __future__ import annotations
 import abc
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from pyim.digest import Algorithm, DigestError, ha1
 
@@ -29,7 +32,7 @@ from .model import (
     StoredMessage,
     UserRecord,
 )
-from .sql import Statements, Transaction, history_entry, notification, stored_message
+from .sql import Row, Statements, Transaction, history_entry, notification, stored_message
 
 __all__ = [
     "Clock",
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 #: Longest lease a claim may take (seconds).
 MAX_LEASE = 7 * 86400.0
@@ -110,12 +114,28 @@ class Store(abc.ABC):
         """Disconnect (idempotent)."""
 
     @abc.abstractmethod
-    def _transaction(self, *, write: bool) -> AbstractAsyncContextManager[Transaction]:
-        """One transaction, committed at the end of the block, rolled back on error."""
+    async def _run(self, body: Callable[[Transaction], Awaitable[T]], *, write: bool) -> T:
+        """Run ``body`` as one transaction (rolled back if it raises); its result."""
 
     @abc.abstractmethod
     def _ids_param(self, ids: list[int]) -> object:
         """A list of ids as the one parameter the backend's statements take."""
+
+    async def _rows(self, sql: str, params: Sequence[object], *, write: bool) -> list[Row]:
+        """One statement in a transaction of its own; its rows."""
+
+        async def body(tx: Transaction) -> list[Row]:
+            return await tx.rows(sql, params)
+
+        return await self._run(body, write=write)
+
+    async def _count(self, sql: str, params: Sequence[object]) -> int:
+        """One writing statement in a transaction of its own; the rows it changed."""
+
+        async def body(tx: Transaction) -> int:
+            return await tx.run(sql, params)
+
+        return await self._run(body, write=True)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -140,7 +160,8 @@ class Store(abc.ABC):
         """Bring the schema to this version (idempotent, safe to run concurrently);
         returns the version. A database newer than this code is a :class:`StoreError`."""
         target = len(self.sql.migrations)
-        async with self._transaction(write=True) as tx:
+
+        async def body(tx: Transaction) -> None:
             await tx.run(self.sql.migrate_lock, ())
             await tx.run(self.sql.create_version_table, ())
             current = (await tx.rows(self.sql.schema_version, ()))[0][0] or 0
@@ -150,6 +171,8 @@ class Store(abc.ABC):
                 for statement in self.sql.migrations[version - 1]:
                     await tx.run(statement, ())
                 await tx.run(self.sql.set_version, (version, self._clock()))
+
+        await self._run(body, write=True)
         return target
 
     # -- users ----------------------------------------------------------------
@@ -166,8 +189,9 @@ class Store(abc.ABC):
             ha1(username, realm, password, Algorithm.MD5),
             ha1(username, realm, password, Algorithm.SHA_256),
         )
-        async with self._transaction(write=True) as tx:
-            await tx.run(self.sql.user_upsert, (username, realm, record.ha1_md5, record.ha1_sha256))
+        await self._count(
+            self.sql.user_upsert, (username, realm, record.ha1_md5, record.ha1_sha256)
+        )
         return record
 
     async def get_ha1(
@@ -183,8 +207,7 @@ class Store(abc.ABC):
             return None
         self._text("username", username, self.limits.max_username)
         self._text("realm", realm, self.limits.max_username, empty_ok=True)
-        async with self._transaction(write=False) as tx:
-            rows = await tx.rows(self.sql.user_get, (username, realm))
+        rows = await self._rows(self.sql.user_get, (username, realm), write=False)
         if not rows:
             return None
         return str(rows[0][0] if base is Algorithm.MD5 else rows[0][1])
@@ -193,16 +216,14 @@ class Store(abc.ABC):
         """Remove a user; False if there was none."""
         self._text("username", username, self.limits.max_username)
         self._text("realm", realm, self.limits.max_username, empty_ok=True)
-        async with self._transaction(write=True) as tx:
-            return await tx.run(self.sql.user_delete, (username, realm)) > 0
+        return await self._count(self.sql.user_delete, (username, realm)) > 0
 
     async def list_users(self, realm: str | None = None) -> list[UserRecord]:
         """Every user (of ``realm`` if given), ordered by realm and username."""
-        async with self._transaction(write=False) as tx:
-            if realm is None:
-                rows = await tx.rows(self.sql.user_list, ())
-            else:
-                rows = await tx.rows(self.sql.user_list_realm, (realm,))
+        if realm is None:
+            rows = await self._rows(self.sql.user_list, (), write=False)
+        else:
+            rows = await self._rows(self.sql.user_list_realm, (realm,), write=False)
         return [UserRecord(*row) for row in rows]
 
     # -- offline queue --------------------------------------------------------
@@ -248,7 +269,8 @@ class Store(abc.ABC):
             return results
         now = self._clock()
         max_depth = self.limits.max_queue_depth
-        async with self._transaction(write=True) as tx:
+
+        async def body(tx: Transaction) -> None:
             depths: dict[str, int] = {}
             for index, m, data in valid:
                 depth = depths.get(m.recipient)
@@ -276,6 +298,8 @@ class Store(abc.ABC):
                     bool(m.imdn),
                     0,
                 )
+
+        await self._run(body, write=True)
         return results
 
     def _new_message(self, message: NewMessage) -> bytes:
@@ -291,8 +315,7 @@ class Store(abc.ABC):
         """Queued messages of ``recipient`` that nobody holds a live claim on, oldest
         first (what :meth:`claim` would take next; nothing is changed)."""
         args = (recipient, self._clock(), self._limit(limit))
-        async with self._transaction(write=False) as tx:
-            rows = await tx.rows(self.sql.queue_pending, args)
+        rows = await self._rows(self.sql.queue_pending, args, write=False)
         return [stored_message(row) for row in rows]
 
     async def claim(
@@ -308,8 +331,7 @@ class Store(abc.ABC):
             raise StoreError(f"lease_seconds must be in (0, {MAX_LEASE}]")
         now = self._clock()
         args = (device, now + lease_seconds, recipient, now, self._limit(limit))
-        async with self._transaction(write=True) as tx:
-            rows = await tx.rows(self.sql.queue_claim, args)
+        rows = await self._rows(self.sql.queue_claim, args, write=True)
         return sorted((stored_message(row) for row in rows), key=lambda message: message.id)
 
     async def ack(self, message_ids: Iterable[int], *, notify: str | None = None) -> int:
@@ -335,8 +357,9 @@ class Store(abc.ABC):
         if not groups:
             return 0
         now = self._clock()
-        removed = 0
-        async with self._transaction(write=True) as tx:
+
+        async def body(tx: Transaction) -> int:
+            removed = 0
             for notify, ids in groups:
                 rows = await tx.rows(self.sql.queue_ack, (self._ids_param(ids),))
                 removed += len(rows)
@@ -346,7 +369,9 @@ class Store(abc.ABC):
                     if imdn:
                         args = (sender, message_id, notify, recipient, now)
                         await tx.rows(self.sql.notification_insert, args)
-        return removed
+            return removed
+
+        return await self._run(body, write=True)
 
     async def release(self, message_ids: Iterable[int], *, device: str | None = None) -> int:
         """Give claimed messages back to the queue (only ``device``'s claims if given);
@@ -354,15 +379,14 @@ class Store(abc.ABC):
         ids = self._ids(message_ids)
         if not ids:
             return 0
-        async with self._transaction(write=True) as tx:
-            if device is None:
-                return await tx.run(self.sql.queue_release, (self._ids_param(ids),))
-            return await tx.run(self.sql.queue_release_device, (self._ids_param(ids), device))
+        if device is None:
+            return await self._count(self.sql.queue_release, (self._ids_param(ids),))
+        return await self._count(self.sql.queue_release_device, (self._ids_param(ids), device))
 
     async def depth(self, recipient: str) -> int:
         """How many messages are queued for ``recipient`` (claimed or not)."""
-        async with self._transaction(write=False) as tx:
-            return int((await tx.rows(self.sql.queue_depth, (recipient,)))[0][0])
+        rows = await self._rows(self.sql.queue_depth, (recipient,), write=False)
+        return int(rows[0][0])
 
     # -- history --------------------------------------------------------------
 
@@ -386,8 +410,7 @@ class Store(abc.ABC):
         when = self._clock() if at is None else float(at)
         lo, hi = sorted((sender, recipient))
         args = (lo, hi, sender, recipient, content_type, data, message_id, when)
-        async with self._transaction(write=True) as tx:
-            rows = await tx.rows(self.sql.history_insert, args)
+        rows = await self._rows(self.sql.history_insert, args, write=True)
         return HistoryEntry(
             int(rows[0][0]), sender, recipient, content_type, data, message_id, when
         )
@@ -399,11 +422,11 @@ class Store(abc.ABC):
         next page is ``before_id=`` the last entry's id."""
         lo, hi = sorted((a, b))
         count = self._limit(limit)
-        async with self._transaction(write=False) as tx:
-            if before_id is None:
-                rows = await tx.rows(self.sql.history_page, (lo, hi, count))
-            else:
-                rows = await tx.rows(self.sql.history_before, (lo, hi, int(before_id), count))
+        if before_id is None:
+            rows = await self._rows(self.sql.history_page, (lo, hi, count), write=False)
+        else:
+            args = (lo, hi, int(before_id), count)
+            rows = await self._rows(self.sql.history_before, args, write=False)
         return [history_entry(row) for row in rows]
 
     # -- IMDN outbox ----------------------------------------------------------
@@ -418,15 +441,14 @@ class Store(abc.ABC):
         self._text("recipient", recipient, self.limits.max_address, empty_ok=True)
         self._status(status)
         now = self._clock()
-        async with self._transaction(write=True) as tx:
-            args = (to, about_message_id, status, recipient, now)
-            rows = await tx.rows(self.sql.notification_insert, args)
+        args = (to, about_message_id, status, recipient, now)
+        rows = await self._rows(self.sql.notification_insert, args, write=True)
         return Notification(int(rows[0][0]), to, about_message_id, status, now, recipient)
 
     async def pending_notifications(self, to: str, *, limit: int = 100) -> list[Notification]:
         """Notifications waiting for ``to``, oldest first."""
-        async with self._transaction(write=False) as tx:
-            rows = await tx.rows(self.sql.notification_pending, (to, self._limit(limit)))
+        args = (to, self._limit(limit))
+        rows = await self._rows(self.sql.notification_pending, args, write=False)
         return [notification(row) for row in rows]
 
     async def ack_notifications(self, ids: Iterable[int]) -> int:
@@ -434,8 +456,7 @@ class Store(abc.ABC):
         wanted = self._ids(ids)
         if not wanted:
             return 0
-        async with self._transaction(write=True) as tx:
-            return await tx.run(self.sql.notification_ack, (self._ids_param(wanted),))
+        return await self._count(self.sql.notification_ack, (self._ids_param(wanted),))
 
     # -- validation -----------------------------------------------------------
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
-from .base import Clock, Store, StoreError, StoreLimits, StoreUnavailable
+from .base import Clock, Store, StoreError, StoreLimits, StoreUnavailable, T
 from .sql import (
     HISTORY_COLUMNS,
     MESSAGE_COLUMNS,
@@ -192,6 +192,10 @@ class PostgresStore(Store):
             connect_timeout=max(2, math.ceil(self.timeout)),
             application_name="pyim",
         )
+
+    async def _run(self, body: Callable[[Transaction], Awaitable[T]], *, write: bool) -> T:
+        async with self._transaction(write=write) as tx:
+            return await body(tx)
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[Transaction]:
