@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_p.add_argument("-c", "--config", type=Path, help="TOML config (pyim.server.config)")
     server_p.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
     server_p.add_argument("--sip-port", type=int, help="SIP UDP and TCP port (0: any free one)")
+    server_p.add_argument(
+        "--sip-tls-port", type=int, help="SIP TLS port (0: any free one; needs sip.cert, sip.key)"
+    )
     server_p.add_argument("--msrp-port", type=int, help="MSRP port (0: any free one)")
     server_p.add_argument("--metrics-port", type=int, help="Prometheus port (0: off)")
     users_p = sub.add_parser("users", help="manage the server's users (HA1 in its store)")
@@ -160,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             json_logs=args.json_logs,
             sip_port=args.sip_port,
+            sip_tls_port=args.sip_tls_port,
             msrp_port=args.msrp_port,
             metrics_port=args.metrics_port,
         )

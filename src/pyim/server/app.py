@@ -22,7 +22,6 @@ import contextlib
 import functools
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,6 +34,7 @@ from ..sip.dialog import new_tag
 from ..sip.message import SipRequest, SipResponse
 from ..sip.registrar import Registrar, RegistrarConfig
 from ..sip.registration import RegistrarService
+from ..sip.sdp import MSRP_PROTO, MSRPS_PROTO, SdpParseError, SessionDescription
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
 from ..sip.transaction import ClientTransaction, Destination
 from ..sip.transport import TransportConfig
@@ -56,6 +56,7 @@ from .delivery import LEASE_SECONDS, Deliverer, DeliveryTarget
 from .imdn import imdn_message, wants_delivery_notice
 from .legs import IS_COMPOSING, Leg, LegTable, aor_of
 from .metrics import Metrics
+from .rate import RateLimiter
 from .streams import StreamRelay
 from .writes import StoreWriter
 
@@ -105,6 +106,7 @@ class ImServer(DeliveryTarget):
         self._ha1: dict[tuple[str, Algorithm], str] = {}
         self.digest = DigestServer(config.auth_realm, self._credentials)
         limits = config.limits
+        self.tls = config.tls()  # ConfigError when a certificate or key is not usable
         self.sip = SipStack(
             StackConfig(
                 host=config.public_host,
@@ -112,7 +114,9 @@ class ImServer(DeliveryTarget):
                     max_connections=limits.sip_connections,
                     max_connections_per_ip=limits.sip_connections_per_ip,
                 ),
-            )
+            ),
+            ssl_server=self.tls.sip_server,
+            ssl_client=self.tls.sip_client,
         )
         self.msrp: MsrpEndpoint | None = None
         self.chat: ChatStack | None = None
@@ -133,8 +137,7 @@ class ImServer(DeliveryTarget):
         self.writer = StoreWriter(self.store)  # queue writes, group-committed
         self._page_only: set[tuple[str, str]] = set()
         self._dialect: dict[str, bool] = {}  # contact -> needs the pjsua dialect
-        self._rate: dict[str, list[float]] = defaultdict(list)
-        self._rate_pruned = 0.0
+        self._rate = RateLimiter(config.limits.messages_per_second)  # per sender
         self._notifying: set[str] = set()  # addressees whose IMDNs are being sent
         self._notify_again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -154,6 +157,8 @@ class ImServer(DeliveryTarget):
             config=EndpointConfig(
                 session=self._session_config(), max_connections=cfg.limits.msrp_connections
             ),
+            ssl_server=self.tls.msrp_server,  # msrps: a=path msrps://...;tcp
+            ssl_client=self.tls.msrp_client if cfg.msrp.tls else None,
         )
         self.msrp.host = cfg.public_host
         self.chat = ChatStack(
@@ -161,12 +166,13 @@ class ImServer(DeliveryTarget):
             self.msrp,
             user="pyim",
             fallback=self._on_request,
-            screen=self._screen,
+            screen=self._screen_offer if cfg.msrp.tls else self._screen,
             session_config=self._session_config(),
         )
         await self.sip.start(
             udp=None if cfg.sip.udp < 0 else cfg.sip.udp,
             tcp=None if cfg.sip.tcp < 0 else cfg.sip.tcp,
+            tls=None if cfg.sip.tls < 0 else cfg.sip.tls,
         )
         self._accepting = asyncio.ensure_future(self._accept_loop())
         msrp = self.msrp
@@ -176,13 +182,31 @@ class ImServer(DeliveryTarget):
             self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
         self.started = True
         log.info(
-            "pyim server for %s: SIP %s, MSRP %s:%d, store %s",
+            "pyim server for %s: SIP %s, MSRP %s://%s:%d, store %s",
             cfg.domain,
             self.sip.transport.local,
+            self.msrp.scheme,
             cfg.public_host,
             self.msrp.port,
             cfg.store,
         )
+        if (cfg.sip.tls >= 0 or cfg.msrp.tls) and cfg.sip.ca is None:
+            log.warning("sip.ca not set: TLS connections the server opens are not verified")
+
+    def _screen_offer(self, request: SipRequest) -> tuple[int, str] | None:
+        """:meth:`_screen`, then, with MSRP over TLS only: 488 for an offer without a
+        ``TCP/TLS/MSRP`` stream (the SDP answer could not be made for it)."""
+        refusal = self._screen(request)
+        if refusal is not None:
+            return refusal
+        try:
+            offer = SessionDescription.parse(request.body)
+        except SdpParseError:
+            return None  # answered 400 by the chat stack
+        protos = {m.proto.upper() for m in offer.media if m.media.lower() == "message"}
+        if MSRP_PROTO in protos and MSRPS_PROTO not in protos:
+            return 488, "Not Acceptable Here (MSRP over TLS only: TCP/TLS/MSRP)"
+        return None
 
     def _session_config(self) -> SessionConfig:
         limits = self.config.limits
@@ -424,17 +448,7 @@ class ImServer(DeliveryTarget):
                 del self._owed[mid]  # its sender gets an IMDN instead, if it asked
 
     def _within_rate(self, sender: str) -> bool:
-        now = time.monotonic()
-        window = [t for t in self._rate[sender] if now - t < 1.0]
-        allowed = len(window) < self.config.limits.messages_per_second
-        if allowed:
-            window.append(now)
-        self._rate[sender] = window
-        if len(self._rate) > 10_000 and now - self._rate_pruned >= 1.0:
-            self._rate_pruned = now  # senders are many (From is theirs): forget the idle
-            for name in [n for n, w in self._rate.items() if not w or now - w[-1] >= 1.0]:
-                del self._rate[name]
-        return allowed
+        return self._rate.allow(sender)
 
     # -- delivery (DeliveryTarget) ---------------------------------------------------------
 

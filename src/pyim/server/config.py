@@ -13,13 +13,16 @@
     [sip]                            # ports: 0 any free port, -1 off
     udp = 5060
     tcp = 5060
-    tls = -1                         # TLS needs cert and key
-    cert = "server.pem"
-    key = "server.key"
+    tls = 5061                       # SIP over TLS (sips:); needs cert and key
+    cert = "server.pem"              # PEM chain, for the TLS listeners (SIP and MSRP)
+    key = "server.key"               # PEM private key, not encrypted
+    # ca = "devices-ca.pem"          # verify the TLS connections the server opens
 
     [msrp]
     port = 2855                      # 0: any free port
-    tls = false
+    tls = true                       # MSRP over TLS only (a=path msrps://...;tcp)
+    # cert = "msrp.pem"              # default: sip.cert and sip.key
+    # key = "msrp.key"
 
     [metrics]
     port = 9464                      # Prometheus text on http://host:port/metrics; 0: off
@@ -34,12 +37,26 @@
     alice = "alice"                  # real users live in the store (pyim users add)
 
 Relative paths are relative to the file's folder.  Unknown keys and bad values raise
-:class:`ConfigError` naming the key.
+:class:`ConfigError` naming the key; so do TLS files that cannot be read or used
+(:meth:`ServerConfig.tls`).
+
+TLS.  Devices connect to the server's TLS listeners and check its certificate (the
+server asks for none of theirs: they authenticate with Digest).  When the server
+opens a TLS connection itself (an INVITE or MESSAGE to a ``sips:`` or
+``;transport=tls`` contact, a ``sips:`` proxy, an ``msrps`` URI of a device), it
+checks the peer's certificate against ``sip.ca`` (chain and host name) when that is
+set; without ``sip.ca`` such connections are encrypted but not verified, as SIP
+servers do by default for client connections (Kamailio's ``verify_certificate = no``):
+device contacts are IP addresses with throw-away certificates.  The server presents
+its own certificate on those connections too.  ``msrp.tls = true`` makes every
+session MSRP over TLS (SDP ``TCP/TLS/MSRP``): offers of plain ``TCP/MSRP`` get 488,
+and devices that only do plain MSRP get their messages by page mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +76,15 @@ class SipSettings:
     tls: int = -1
     cert: Path | None = None
     key: Path | None = None
+    ca: Path | None = None  # verifies the TLS connections the server opens (SIP, MSRP)
 
 
 @dataclass(frozen=True, slots=True)
 class MsrpSettings:
     port: int = 0
     tls: bool = False
+    cert: Path | None = None  # default: sip.cert
+    key: Path | None = None  # default: sip.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +134,32 @@ class ServerConfig:
     def auth_realm(self) -> str:
         return self.realm or self.domain
 
+    @property
+    def msrp_tls_files(self) -> tuple[Path | None, Path | None]:
+        """The MSRP listener's (cert, key): its own, else the SIP ones."""
+        return (self.msrp.cert or self.sip.cert, self.msrp.key or self.sip.key)
+
+    def tls(self) -> TlsContexts:
+        """The TLS contexts the config asks for, from its files; ConfigError naming the
+        key whose file is missing, unreadable or unusable."""
+        client = client_context(self.sip.ca)
+        sip_server = msrp_server = None
+        sip_client = msrp_client = client
+        if self.sip.tls >= 0:
+            assert self.sip.cert is not None and self.sip.key is not None
+            sip_server = server_context(self.sip.cert, self.sip.key)
+            sip_client = client_context(self.sip.ca, (self.sip.cert, self.sip.key))
+        if self.msrp.tls:
+            cert, key = self.msrp_tls_files
+            assert cert is not None and key is not None
+            names = (
+                "msrp.cert" if self.msrp.cert else "sip.cert",
+                "msrp.key" if self.msrp.key else "sip.key",
+            )
+            msrp_server = server_context(cert, key, names)
+            msrp_client = client_context(self.sip.ca, (cert, key))
+        return TlsContexts(sip_server, sip_client, msrp_server, msrp_client)
+
     def validate(self) -> ServerConfig:
         if self.public_host in ("0.0.0.0", "::"):
             raise ConfigError("server.advertise is needed when host is a wildcard")
@@ -121,10 +167,13 @@ class ServerConfig:
             raise ConfigError(f"server.store: unknown store URL {self.store!r}")
         if self.sip.tls >= 0 and (self.sip.cert is None or self.sip.key is None):
             raise ConfigError("sip.tls needs sip.cert and sip.key")
+        if self.msrp.tls and None in self.msrp_tls_files:
+            raise ConfigError("msrp.tls needs msrp.cert and msrp.key (or sip.cert and sip.key)")
         if max(self.sip.udp, self.sip.tcp, self.sip.tls) < 0:
             raise ConfigError("no SIP listener: set sip.udp, sip.tcp or sip.tls")
-        if self.sip.tls >= 0:
-            raise ConfigError("sip.tls: TLS for the server's SIP side is not there yet")
+        for name, port in (("udp", self.sip.udp), ("tcp", self.sip.tcp), ("tls", self.sip.tls)):
+            if not -1 <= port < 65536:
+                raise ConfigError(f"sip.{name} {port}: expected 0..65535 (-1: off)")
         for f in dataclasses.fields(self.limits):
             if getattr(self.limits, f.name) <= 0:
                 raise ConfigError(f"limits.{f.name} must be positive")
@@ -133,6 +182,78 @@ class ServerConfig:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"server.log_level {self.log_level!r} is not a log level")
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class TlsContexts:
+    """What :meth:`ServerConfig.tls` builds: listeners' contexts (None: no TLS there)
+    and the contexts of the connections the server opens."""
+
+    sip_server: ssl.SSLContext | None
+    sip_client: ssl.SSLContext
+    msrp_server: ssl.SSLContext | None
+    msrp_client: ssl.SSLContext
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase() -> str:
+    raise _Encrypted  # OpenSSL would otherwise ask for it on the terminal
+
+
+def _readable(path: Path, name: str) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_certificates(context: ssl.SSLContext, path: Path, name: str) -> None:
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, ValueError):
+        raise ConfigError(f"{name}: no PEM certificate in {path}") from None
+
+
+def server_context(
+    cert: Path, key: Path, names: tuple[str, str] = ("sip.cert", "sip.key")
+) -> ssl.SSLContext:
+    """A TLS listener's context with ``cert`` and ``key`` (``names``: their config keys,
+    for errors); it asks clients for no certificate."""
+    cert_name, key_name = names
+    _readable(cert, cert_name)
+    _readable(key, key_name)
+    _check_certificates(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), cert, cert_name)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except _Encrypted:
+        raise ConfigError(f"{key_name}: {key} is encrypted (no passphrase is asked)") from None
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ConfigError(f"{key_name}: {key} is not the key of {cert_name}") from None
+        raise ConfigError(f"{key_name}: no usable PEM private key in {key}") from None
+    return context
+
+
+def client_context(ca: Path | None, identity: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """The context of TLS connections the server opens: peers verified against ``ca``
+    (chain and host name), or not verified at all without it; ``identity`` (cert,
+    key) is presented when the peer asks for a certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is None:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        _readable(ca, "sip.ca")
+        _check_certificates(context, ca, "sip.ca")
+    if identity is not None:
+        context.load_cert_chain(*identity, password=_no_passphrase)
+    return context
 
 
 def _table(cls: type[Any], data: Any, where: str, base: Path | None) -> Any:
@@ -144,7 +265,7 @@ def _table(cls: type[Any], data: Any, where: str, base: Path | None) -> Any:
         if not hasattr(defaults, key) or key.startswith("_"):
             raise ConfigError(f"{where}.{key}: unknown key")
         default = getattr(defaults, key)
-        if key in ("cert", "key"):
+        if key in ("cert", "key", "ca"):
             if not isinstance(value, str):
                 raise ConfigError(f"{where}.{key}: expected a path")
             path = Path(value)

@@ -78,11 +78,11 @@ async def serve(config: ServerConfig) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     assert server.msrp is not None
     listeners = " ".join(
-        f"sip:{h}:{p};transport={t}" for t, (h, p) in server.sip.transport.local.items()
+        f"sips:{h}:{p}" if t == "tls" else f"sip:{h}:{p};transport={t}"
+        for t, (h, p) in server.sip.transport.local.items()
     )
-    print(
-        f"pyim server ready: {listeners} msrp://{config.public_host}:{server.msrp.port}", flush=True
-    )
+    msrp = f"{server.msrp.scheme}://{config.public_host}:{server.msrp.port}"
+    print(f"pyim server ready: {listeners} {msrp}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -95,22 +95,29 @@ def with_ports(
     config: ServerConfig,
     *,
     sip_port: int | None = None,
+    sip_tls_port: int | None = None,
     msrp_port: int | None = None,
     metrics_port: int | None = None,
 ) -> ServerConfig:
     """The config with the ports given on the command line instead of its own
-    (``--sip-port`` sets UDP and TCP)."""
+    (``--sip-port`` sets UDP and TCP, ``--sip-tls-port`` TLS)."""
     if sip_port is not None:
         config = dataclasses.replace(
             config, sip=dataclasses.replace(config.sip, udp=sip_port, tcp=sip_port)
         )
+    if sip_tls_port is not None:
+        config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, tls=sip_tls_port))
     if msrp_port is not None:
         config = dataclasses.replace(config, msrp=dataclasses.replace(config.msrp, port=msrp_port))
     if metrics_port is not None:
         config = dataclasses.replace(
             config, metrics=dataclasses.replace(config.metrics, port=metrics_port)
         )
-    for name, port in (("--sip-port", sip_port), ("--msrp-port", msrp_port)):
+    for name, port in (
+        ("--sip-port", sip_port),
+        ("--sip-tls-port", sip_tls_port),
+        ("--msrp-port", msrp_port),
+    ):
         if port is not None and not 0 <= port < 65536:
             raise ConfigError(f"{name} {port}: expected 0..65535")
     if metrics_port is not None and not 0 <= metrics_port < 65536:
@@ -123,6 +130,7 @@ def run(
     *,
     json_logs: bool = False,
     sip_port: int | None = None,
+    sip_tls_port: int | None = None,
     msrp_port: int | None = None,
     metrics_port: int | None = None,
 ) -> int:
@@ -134,8 +142,13 @@ def run(
         else:
             config = load_config(config_path)
         config = with_ports(
-            config, sip_port=sip_port, msrp_port=msrp_port, metrics_port=metrics_port
+            config,
+            sip_port=sip_port,
+            sip_tls_port=sip_tls_port,
+            msrp_port=msrp_port,
+            metrics_port=metrics_port,
         )
+        config.tls()  # certificates and keys are read here: errors are config errors
     except ConfigError as exc:
         print(f"pyim server: bad configuration: {exc}", file=sys.stderr)
         return 2
