@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configfile import ConfigError as ConfigError  # re-exported: pyim.relay.ConfigError
-from ..configfile import load_toml
+from ..configfile import build_table, load_toml
 from ..digest import Algorithm, DigestError
 
 
@@ -137,37 +137,8 @@ class RelayConfig:
         return self
 
 
-def _build(cls: type[Any], table: Any, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        f = known.get(key)
-        if f is None:
-            raise ConfigError(f"{where}.{key}: unknown key")
-        default = getattr(cls(), key)
-        if isinstance(default, bool) or (
-            default is not None and not isinstance(default, (Path, tuple))
-        ):
-            expected = float if isinstance(default, float) else type(default)
-            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-            if not ok or isinstance(value, bool) != isinstance(default, bool):
-                raise ConfigError(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
-            if expected is float:
-                value = float(value)
-        elif isinstance(default, tuple):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}.{key}: expected a list of strings")
-            value = tuple(value)
-        elif key in ("cert", "key", "ha1_file"):
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}.{key}: expected a path")
-            value = Path(value)
-        elif not isinstance(value, str):
-            raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
-        values[key] = value
-    return cls(**values)
+#: Keys that name files.
+_PATHS = ("cert", "key", "ha1_file")
 
 
 def config_from_dict(data: dict[str, Any]) -> RelayConfig:
@@ -196,12 +167,14 @@ def config_from_dict(data: dict[str, Any]) -> RelayConfig:
     listen_tables = data.get("listen", [{}])
     if not isinstance(listen_tables, list):
         raise ConfigError("listen must be an array of tables: [[listen]]")
-    listen = tuple(_build(Listener, t, f"listen[{i}]") for i, t in enumerate(listen_tables))
+    listen = tuple(
+        build_table(Listener, t, f"listen[{i}]", paths=_PATHS) for i, t in enumerate(listen_tables)
+    )
     return RelayConfig(
         users=dict(users),
         listen=listen,
-        auth=_build(AuthSettings, data.get("auth", {}), "auth"),
-        limits=_build(Limits, data.get("limits", {}), "limits"),
+        auth=build_table(AuthSettings, data.get("auth", {}), "auth", paths=_PATHS),
+        limits=build_table(Limits, data.get("limits", {}), "limits"),
         **top,
     ).validate()
 

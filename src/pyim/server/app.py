@@ -52,7 +52,7 @@ from ..store import (
 from ..store.model import StoredMessage
 from ..ua.cpim import CPIM_TYPE, encode_cpim
 from .config import ServerConfig
-from .delivery import LEASE_SECONDS, Deliverer, DeliveryTarget
+from .delivery import CLAIM_BATCH, LEASE_SECONDS, Deliverer, DeliveryTarget
 from .imdn import imdn_message, wants_delivery_notice
 from .legs import IS_COMPOSING, Leg, LegTable, aor_of
 from .metrics import Metrics
@@ -473,7 +473,7 @@ class ImServer(DeliveryTarget):
         return [b.contact.uri for b in bindings]
 
     async def claim(self, recipient: str) -> list[StoredMessage]:
-        return await self.store.claim(recipient, "server", LEASE_SECONDS)
+        return await self.store.claim(recipient, "server", LEASE_SECONDS, limit=CLAIM_BATCH)
 
     async def release(self, messages: list[StoredMessage]) -> None:
         await self.store.release([m.id for m in messages])

@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configfile import ConfigError as ConfigError  # re-exported: pyim.server.ConfigError
-from ..configfile import load_toml
+from ..configfile import build_table, load_toml
 
 #: What ``pyim server`` runs with when given no file: everything on 127.0.0.1, two
 #: demo users, a store in the current folder.
@@ -256,33 +256,8 @@ def client_context(ca: Path | None, identity: tuple[Path, Path] | None = None) -
     return context
 
 
-def _table(cls: type[Any], data: Any, where: str, base: Path | None) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"[{where}] must be a table")
-    defaults = cls()
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if not hasattr(defaults, key) or key.startswith("_"):
-            raise ConfigError(f"{where}.{key}: unknown key")
-        default = getattr(defaults, key)
-        if key in ("cert", "key", "ca"):
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}.{key}: expected a path")
-            path = Path(value)
-            values[key] = base / path if base is not None and not path.is_absolute() else path
-            continue
-        expected: type[Any] = type(default)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, expected) and not isinstance(value, bool)
-        if not ok:
-            raise ConfigError(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
-        values[key] = value
-    return cls(**values)
+#: Keys that name files (relative to the config file's folder).
+_PATHS = ("cert", "key", "ca")
 
 
 def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerConfig:
@@ -314,10 +289,12 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerCo
     if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
         raise ConfigError("[users] must map user names to password strings")
     return ServerConfig(
-        sip=_table(SipSettings, data.get("sip", {}), "sip", base),
-        msrp=_table(MsrpSettings, data.get("msrp", {}), "msrp", base),
-        metrics=_table(MetricsSettings, data.get("metrics", {}), "metrics", base),
-        limits=_table(Limits, data.get("limits", {}), "limits", base),
+        sip=build_table(SipSettings, data.get("sip", {}), "sip", paths=_PATHS, base=base),
+        msrp=build_table(MsrpSettings, data.get("msrp", {}), "msrp", paths=_PATHS, base=base),
+        metrics=build_table(
+            MetricsSettings, data.get("metrics", {}), "metrics", paths=_PATHS, base=base
+        ),
+        limits=build_table(Limits, data.get("limits", {}), "limits", paths=_PATHS, base=base),
         users=dict(users),
         **top,
     ).validate()

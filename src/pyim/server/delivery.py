@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 #: How long a claim holds a message before another delivery may take it.
 LEASE_SECONDS = 120
 #: Messages in a session awaiting their Success-Report at once, per sender.
-WINDOW = 32
+WINDOW = 64
+#: Messages claimed at once (the window drains at the end of each claim; their bodies
+#: are in memory while claimed: up to this many times max_message_size per recipient).
+CLAIM_BATCH = 100
 #: After a failed drain (the store down...), retry after this, doubling up to RETRY_MAX.
 RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
