@@ -69,6 +69,33 @@ async def test_chat_metrics_and_graceful_sigterm(server: ServerProcess) -> None:
         await bob.close()
 
 
+async def test_queue_depth_is_read_from_the_store(server: ServerProcess) -> None:
+    """pyim_queue_depth counts what waits in the store (bob offline), not a per-process
+    tally: after a restart it still shows the queued messages."""
+    alice = await make_user_at("alice", server.sip_port)
+    try:
+        await alice.register()
+        session = await alice.call("bob")
+        for i in range(3):
+            await asyncio.wait_for(session.send(f"m{i}", success_report=False), 10)
+        await session.close()
+    finally:
+        await alice.close()
+
+    async def depth() -> float:
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            value = metric_value(await asyncio.to_thread(server.metrics), "pyim_queue_depth")
+            if value == 3 or asyncio.get_running_loop().time() > deadline:
+                return value
+            await asyncio.sleep(0.5)
+
+    assert await depth() == 3
+    assert await asyncio.to_thread(server.terminate) == 0, server.logs()
+    server.start()
+    assert await depth() == 3  # read from the store, not counted since start
+
+
 async def _register(port: int, name: str, password: str) -> None:
     user = await make_user_at(name, port)
     try:

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Answers of a device that takes no MSRP session: deliver to it by page mode.
 PAGE_ONLY = frozenset({405, 415, 488, 501, 606})
+#: How often pyim_queue_depth is read from the store (seconds).
+QUEUE_DEPTH_EVERY = 5.0
 #: Messages of one leg read but not yet stored; beyond, the leg is not read.
 STORING_PER_LEG = 64
 
@@ -175,6 +177,7 @@ class ImServer(DeliveryTarget):
             tls=None if cfg.sip.tls < 0 else cfg.sip.tls,
         )
         self._accepting = asyncio.ensure_future(self._accept_loop())
+        self._spawn(self._watch_queue())
         msrp = self.msrp
         self.metrics.watch_listener("sip", lambda: self.sip.transport.stats)
         self.metrics.watch_listener("msrp", lambda: msrp.stats)
@@ -438,7 +441,6 @@ class ImServer(DeliveryTarget):
         if stored.cancelled() or stored.exception() is not None:
             return
         self.metrics.stored.inc()
-        self.metrics.queued.inc()  # since this process started (gauge of its own flow)
         self.deliverer(recipient).kick()
 
     def _on_leg_closed(self, leg: Leg) -> None:
@@ -446,6 +448,15 @@ class ImServer(DeliveryTarget):
         for mid, owed in list(self._owed.items()):
             if owed is leg:
                 del self._owed[mid]  # its sender gets an IMDN instead, if it asked
+
+    async def _watch_queue(self) -> None:
+        """``pyim_queue_depth`` from the store (the queue is shared by every process)."""
+        while True:
+            try:
+                self.metrics.queued.set(await self.store.total_depth())
+            except StoreError as exc:
+                log.debug("queue depth not read: %s", exc)
+            await asyncio.sleep(QUEUE_DEPTH_EVERY)
 
     def _within_rate(self, sender: str) -> bool:
         return self._rate.allow(sender)
@@ -637,7 +648,6 @@ class ImServer(DeliveryTarget):
     def _acked(self, sender: str, notify: str | None, acked: asyncio.Future[None]) -> None:
         if acked.cancelled() or acked.exception() is not None:
             return
-        self.metrics.queued.dec()
         if notify is not None:
             self._notify(sender)
 

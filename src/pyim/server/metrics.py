@@ -62,7 +62,8 @@ class Metrics:
         self.stored = Counter("pyim_messages_stored", "Messages queued durably", registry=r)
         self.queued = Gauge(
             "pyim_queue_depth",
-            "Messages queued minus delivered by this process (a restart starts at 0)",
+            "Messages waiting in the store's queue, every recipient and every server"
+            " process sharing the store (read every few seconds)",
             registry=r,
         )
         self.delivered = Counter(

@@ -388,6 +388,11 @@ class Store(abc.ABC):
         rows = await self._rows(self.sql.queue_depth, (recipient,), write=False)
         return int(rows[0][0])
 
+    async def total_depth(self) -> int:
+        """How many messages are queued, for every recipient."""
+        rows = await self._rows(self.sql.queue_total, (), write=False)
+        return int(rows[0][0])
+
     # -- history --------------------------------------------------------------
 
     async def add_history(

@@ -81,6 +81,7 @@ SQL = Statements(
         "SELECT username, realm, ha1_md5, ha1_sha256 FROM users WHERE realm = %s ORDER BY username"
     ),
     queue_depth="SELECT count(*) FROM queue WHERE recipient = %s",
+    queue_total="SELECT count(*) FROM queue",
     queue_insert=(
         "INSERT INTO queue (recipient, sender, content_type, body, message_id, created, imdn) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"

@@ -51,6 +51,7 @@ class Statements:
     user_list: str  # () -> username, realm, ha1_md5, ha1_sha256
     user_list_realm: str  # (realm,) -> same
     queue_depth: str  # (recipient,) -> count
+    queue_total: str  # () -> count of every recipient's queue
     queue_insert: str  # (recipient, sender, content_type, body, message_id, created, imdn) -> id
     queue_pending: str  # (recipient, now, limit) -> message columns
     queue_claim: str  # (device, lease_until, recipient, now, limit) -> message columns

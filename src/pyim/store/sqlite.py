@@ -80,6 +80,7 @@ SQL = Statements(
         "SELECT username, realm, ha1_md5, ha1_sha256 FROM users WHERE realm = ? ORDER BY username"
     ),
     queue_depth="SELECT count(*) FROM queue WHERE recipient = ?",
+    queue_total="SELECT count(*) FROM queue",
     queue_insert=(
         "INSERT INTO queue (recipient, sender, content_type, body, message_id, created, imdn) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
