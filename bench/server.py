@@ -43,6 +43,15 @@ Cases
     sessions of one client stack share its connection (RFC 4975 reuse); the caller
     stacks are ``--clients`` (default 50) and the callee stacks 10, so the server
     holds about 60 MSRP and 60 SIP TCP connections, not one per session.
+    Two readings per phase: right after set-up (``kib_per_session_offline`` /
+    ``_online``: the INVITE transactions are still alive, RFC 6026 Timer L/M keep them
+    64*T1 = 32 s with their messages, the ACKs of the 2xx 37 s) and ``--steady``
+    seconds later (default 45; ``..._steady``: what holding the sessions costs, once
+    those timers lapsed; RSS seldom shrinks, what was freed is reused).
+    ``--tracemalloc DIR`` runs the server under tracemalloc and writes a heap snapshot
+    (with live objects counted by type) at each reading into DIR, with the
+    allocators' statistics (diagnostic: the RSS figures of such a run are not the
+    server's; ``PYIM_TRACE_FRAMES=0`` in the environment: the statistics only).
 ``messages``
     1 KiB text messages through the server, at most ``--window`` unanswered per
     sender, for 1 pair and for 100 pairs (each party its own SIP stack and MSRP
@@ -81,6 +90,7 @@ import platform
 import pstats
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +122,53 @@ PASSWORD = "pw"
 
 
 MEMORY_STORE = False  # --memory-store: sqlite://:memory: (diagnostic, not durable)
+TRACEMALLOC: Path | None = None  # --tracemalloc DIR: snapshots of the server's heap there
+
+# The server under tracemalloc (--tracemalloc): each SIGUSR1 writes a snapshot, and the
+# live gc-tracked objects counted by type, to $PYIM_SNAPSHOT_DIR/snap-<n>.pickle.
+# PYIM_TRACE_FRAMES=0: no tracemalloc (snapshot None), only the counts and, beside
+# each pickle, the allocators' statistics (sys._debugmallocstats, glibc mallinfo2).
+TRACED_SERVER = """
+import gc, os, pickle, signal, sys, tracemalloc, collections, runpy, ctypes
+frames = int(os.environ.get("PYIM_TRACE_FRAMES", "25"))
+if frames:
+    tracemalloc.start(frames)
+where = os.environ["PYIM_SNAPSHOT_DIR"]
+count = [0]
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+        "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+def dump(signum, frame):
+    gc.collect()
+    types = collections.Counter()
+    sizes = collections.Counter()
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        types[name] += 1
+        sizes[name] += sys.getsizeof(obj)
+    snap = tracemalloc.take_snapshot() if frames else None
+    count[0] += 1
+    path = os.path.join(where, "snap-%d.pickle" % count[0])
+    err = os.dup(2)
+    with open(path + ".malloc.txt", "w") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallinfo2.restype = MallInfo2
+            info = libc.mallinfo2()
+            print({n: getattr(info, n) for n, _ in MallInfo2._fields_}, file=sys.stderr)
+            sys.stderr.flush()
+        finally:
+            os.dup2(err, 2)
+            os.close(err)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump((snap, types, sizes), f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.rename(path + ".tmp", path)
+signal.signal(signal.SIGUSR1, dump)
+sys.argv = ["pyim", *sys.argv[1:]]
+runpy.run_module("pyim", run_name="__main__", alter_sys=True)
+"""
 
 
 def server_toml(workdir: Path, users: int) -> str:
@@ -163,9 +220,14 @@ class ServerProcess:
         config.write_text(server_toml(workdir, users))
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
         prefix = ["-m", "cProfile", "-o", str(self.profile_path)] if profile_top else []
+        if TRACEMALLOC is not None:
+            prefix = ["-c", TRACED_SERVER]
+            env["PYIM_SNAPSHOT_DIR"] = str(workdir)
+        self.snapshots = 0
         self.log_path = workdir / "server.log"
+        module = [] if TRACEMALLOC is not None else ["-m", "pyim"]
         self.proc = subprocess.Popen(
-            [sys.executable, *prefix, "-m", "pyim", "server", "-c", str(config)],
+            [sys.executable, *prefix, *module, "server", "-c", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=open(self.log_path, "wb"),  # noqa: SIM115
@@ -214,6 +276,25 @@ class ServerProcess:
             if now - last < idle:
                 return
             last = now
+
+    async def snapshot(self, label: str) -> None:
+        """--tracemalloc: the server's heap snapshot to TRACEMALLOC/<label>.pickle."""
+        if TRACEMALLOC is None:
+            return
+        self.snapshots += 1
+        made = self.workdir / f"snap-{self.snapshots}.pickle"
+        os.kill(self.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 600
+        while not made.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        TRACEMALLOC.mkdir(parents=True, exist_ok=True)
+        shutil.move(made, TRACEMALLOC / f"{label}.pickle")
+        with contextlib.suppress(OSError):
+            shutil.move(f"{made}.malloc.txt", TRACEMALLOC / f"{label}.malloc.txt")
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        rss = [line for line in status.splitlines() if line.startswith(("VmRSS", "Rss"))]
+        (TRACEMALLOC / f"{label}.rss.txt").write_text("\n".join(rss) + "\n")
+        print(f"[snapshot {label}]", file=sys.stderr, flush=True)
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -421,6 +502,18 @@ async def pump(
 # -- case: sessions ---------------------------------------------------------------------
 
 
+async def steady_rss(server: ServerProcess, wait: float) -> int | None:
+    """The server's VmRSS ``wait`` seconds later, once idle (None when ``wait`` is 0):
+    the INVITE transactions of the sessions just set up have ended by then (RFC 6026
+    Timer L at the server as UAS, Timer M as UAC: 64*T1 = 32 s; the ACKs of the 2xx
+    it sent as UAC are kept 64*T1 + T4 = 37 s)."""
+    if wait <= 0:
+        return None
+    await asyncio.sleep(wait)
+    await server.settle()
+    return server.rss_kb()
+
+
 async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
     n, callees = args.sessions, args.callees
     callers = -(-n // callees)
@@ -439,6 +532,7 @@ async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
             )
             await server.settle()
             rss0 = server.rss_kb()
+            await server.snapshot("idle")
             curve: list[tuple[int, int]] = [(0, rss0)]
             slots = asyncio.Semaphore(args.setup_window)
             errors: list[str] = []
@@ -470,6 +564,9 @@ async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
             curve[-1] = (len(sessions), rss1)
             if errors:
                 print(f"sessions: {len(errors)} INVITEs failed, e.g. {errors[:3]}", file=sys.stderr)
+            await server.snapshot("one_leg")
+            rss1_steady = await steady_rss(server, args.steady)
+            await server.snapshot("one_leg_steady")
             # phase 2: a message in every session: the server calls the callee's device
             t1 = time.perf_counter()
             failures = Failures()
@@ -494,12 +591,19 @@ async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
             await server.settle()
             rss2 = server.rss_kb()
             legs_in = sum(len(c.incoming) for c in callee_side)
+            await server.snapshot("two_legs")
+            rss2_steady = await steady_rss(server, args.steady)
+            await server.snapshot("two_legs_steady")
         finally:
             clients_all = clients + callee_side
         fds = len(os.listdir(f"/proc/{server.pid}/fd"))
         await close_all(clients_all)
     m = len(sessions)
     tenth = curve[1]
+
+    def per(rss: int | None) -> float | None:
+        return None if rss is None else round((rss - rss0) / max(1, m), 2)
+
     result = {
         "case": "sessions",
         "sessions": m,
@@ -515,6 +619,11 @@ async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
         "kib_per_session_offline_marginal": round((rss1 - tenth[1]) / max(1, m - tenth[0]), 2),
         "kib_per_session_online": round((rss2 - rss0) / max(1, m), 2),
         "kib_per_extra_leg": round((rss2 - rss1) / max(1, legs_in), 2),
+        "steady_after_s": args.steady,
+        "rss_one_leg_steady_kib": rss1_steady,
+        "rss_two_legs_steady_kib": rss2_steady,
+        "kib_per_session_offline_steady": per(rss1_steady),
+        "kib_per_session_online_steady": per(rss2_steady),
         "callee_legs": legs_in,
         "delivered": got.count,
         "phase2_failures": len(failures),
@@ -527,6 +636,9 @@ async def case_sessions(args: argparse.Namespace) -> dict[str, Any]:
         "target": ">= 10000 sessions, <= 20 KB (20,000 bytes = 19.5 KiB) each",
         "met_offline": m >= 10_000 and (rss1 - rss0) / max(1, m) <= 20_000 / 1024,
         "met_online": m >= 10_000 and (rss2 - rss0) / max(1, m) <= 20_000 / 1024,
+        "met_online_steady": None
+        if rss2_steady is None
+        else m >= 10_000 and (rss2_steady - rss0) / max(1, m) <= 20_000 / 1024,
     }
     return result
 
@@ -845,11 +957,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=64, help="unanswered per sender (64)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="cProfile each server, print its top N functions on stderr")  # fmt: skip
+    ap.add_argument("--steady", type=float, default=45.0, metavar="S",
+                    help="sessions case: RSS again S seconds after each phase, once the "
+                    "INVITE transactions ended (default 45; 0: not measured)")  # fmt: skip
+    ap.add_argument("--tracemalloc", type=Path, metavar="DIR",
+                    help="diagnostic (sessions case): the server under tracemalloc, heap "
+                    "snapshots at each RSS reading into DIR (its RSS figures: not the "
+                    "server's)")  # fmt: skip
     ap.add_argument("--memory-store", action="store_true",
                     help="diagnostic: the server's SQLite store in memory (no fsync)")  # fmt: skip
     args = ap.parse_args(argv)
-    global MEMORY_STORE
+    global MEMORY_STORE, TRACEMALLOC
     MEMORY_STORE = args.memory_store
+    TRACEMALLOC = args.tracemalloc
     args.sessions = args.sessions or (500 if args.quick else 10_000)
     args.callees = min(args.callees, args.sessions)
     args.messages = args.messages or (500 if args.quick else 5_000)

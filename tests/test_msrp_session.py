@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from pyim.msrp import Frame, parse_frames
+from pyim.msrp import session as engine_module
 from pyim.msrp.connection import MsrpConnection
 from pyim.msrp.session import MsrpSession, SessionConfig
 from pyim.msrp.session_events import (
@@ -76,6 +77,45 @@ def test_short_text_with_success_report() -> None:
     assert frames[0].method == "SEND"
     names = [name for name, _ in frames[0].headers]
     assert names[:2] == ["To-Path", "From-Path"]
+
+
+def test_stats_read_like_a_dict() -> None:
+    p = Pair()
+    p.a.send_message("text/plain", b"Hello Bob")
+    p.run()
+    stats = p.a.stats
+    assert set(stats) == {
+        "frames_in",
+        "frames_out",
+        "messages_in",
+        "messages_out",
+        "errors_sent",
+        "responses_ignored",
+    }
+    assert stats["messages_out"] == 1 and dict(stats)["frames_out"] == stats.frames_out >= 1
+    assert p.b.stats == {**dict(p.b.stats), "messages_in": 1}
+    stats["errors_sent"] += 2
+    assert stats.errors_sent == 2
+    with pytest.raises(KeyError):
+        stats["frames"]
+    assert not hasattr(stats, "__dict__") and not hasattr(p.a, "__dict__")
+
+
+def test_an_idle_session_holds_no_tables_or_queues() -> None:
+    p = Pair(b_config=SessionConfig(hold_completion=True))
+    assert p.a._outgoing is engine_module._EMPTY and p.a._control is None
+    mid = p.a.send_message("text/plain", b"x" * 40_000, success_report=True)
+    p.run()
+    assert p.b.confirm(mid) and p.b.report(mid)
+    p.run()
+    assert [type(e) for e in p.a.events()] == [MessageSent, MessageDelivered]
+    for side in (p.a, p.b):
+        assert side._control is None and side._queue is None
+        assert side._refused is None and side._reportable is None
+        for table in (side._outgoing, side._transactions, side._incoming, side._held):
+            assert table is engine_module._EMPTY
+    assert list(p.b._completed) == [mid]
+    assert engine_module._EMPTY == {}  # shared: never written
 
 
 def test_large_message_is_chunked_and_reassembled() -> None:

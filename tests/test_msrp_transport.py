@@ -11,8 +11,10 @@ import pytest
 import trustme
 
 from pyim.msrp import Frame, FrameEnd, FrameHead, FrameParser
+from pyim.msrp.frame import Headers
 from pyim.msrp.sdp import Setup, negotiate_setup
 from pyim.msrp.session import SessionConfig
+from pyim.msrp.session_events import MessageReceived
 from pyim.msrp.transport import EndpointConfig, MsrpEndpoint, Session
 
 
@@ -61,6 +63,74 @@ async def test_short_text_both_ways(pair: tuple[Session, Session]) -> None:
     back = await asyncio.wait_for(bob.send("text/plain", "Hi Alice ✓".encode()), 5)
     assert back.status == "sent"
     assert (await asyncio.wait_for(alice.receive(), 5)).body == "Hi Alice ✓".encode()
+
+
+async def test_idle_sessions_keep_no_queue_event_or_table(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    result = await asyncio.wait_for(alice.send("text/plain", b"hi", success_report=True), 5)
+    assert result.status == "delivered"
+    assert (await asyncio.wait_for(bob.receive(), 5)).body == b"hi"
+    for side in (alice, bob):
+        assert not hasattr(side, "__dict__")
+        assert (side._inbox, side._waiters, side._bound_waiter) == (None, None, None)
+        assert (side._results, side._reports_wanted, side._aborted) == (None, None, None)
+        assert side.engine._control is None and side.engine._queue is None
+
+
+async def test_a_cancelled_reader_hands_its_message_on(pair: tuple[Session, Session]) -> None:
+    _, bob = pair
+    first = asyncio.ensure_future(bob.receive())
+    second = asyncio.ensure_future(bob.receive())
+    await asyncio.sleep(0)  # both wait, first in line
+    message = MessageReceived("m1", "text/plain", b"one", Headers())
+    bob._handle([message])  # wakes the first reader...
+    first.cancel()  # ...which is cancelled before it runs: the second gets the message
+    assert await asyncio.wait_for(second, 5) is message
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert bob._inbox is None and bob._waiters is None
+
+
+async def test_messages_received_before_the_end_are_still_read(
+    pair: tuple[Session, Session],
+) -> None:
+    alice, bob = pair
+    for text in (b"one", b"two"):
+        assert (await asyncio.wait_for(alice.send("text/plain", text), 5)).ok
+    waiting = asyncio.ensure_future(alice.receive())
+    await asyncio.sleep(0)
+    await bob.close()
+    assert [m.body async for m in bob] == [b"one", b"two"]
+    with pytest.raises(ConnectionError):
+        await bob.receive()
+    with pytest.raises(ConnectionError):  # alice's reader: her connection closed
+        await asyncio.wait_for(waiting, 5)
+    assert [m async for m in alice] == []
+
+
+async def test_messages_to_a_callback_without_a_reader(pair: tuple[Session, Session]) -> None:
+    alice, bob = pair
+    got: list[bytes] = []
+    ended: list[str] = []
+
+    def take(message: MessageReceived) -> None:
+        got.append(message.body)
+        if message.body == b"boom":
+            raise RuntimeError("a broken callback is logged, not fatal")
+
+    bob.on_message = take
+    bob.on_end = lambda: ended.append("end")
+    for text in (b"one", b"boom", b"two"):
+        assert (await asyncio.wait_for(alice.send("text/plain", text), 5)).ok
+    assert got == [b"one", b"boom", b"two"] and bob._inbox is None and not ended
+    await alice.close()
+    for _ in range(100):
+        if ended:
+            break
+        await asyncio.sleep(0.01)
+    assert ended == ["end"]
+    await bob.close()
+    assert ended == ["end"]  # once
 
 
 async def test_50_mib_message_with_success_report(pair: tuple[Session, Session]) -> None:

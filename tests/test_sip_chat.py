@@ -67,6 +67,24 @@ async def test_invite_chat_both_ways_and_bye(
     assert not bob._sessions and not alice._sessions
 
 
+async def test_the_ack_of_a_2xx_is_remembered_for_64_t1_plus_t4() -> None:
+    timers = TimerConfig(T1=0.005, T2=0.04, T4=0.05, trying_delay=0.0)  # kept 0.37 s
+    alice_sip, bob = SipStack(StackConfig(timers=timers)), await make_chat("bob")
+    await alice_sip.start()
+    alice = ChatStack(alice_sip, await MsrpEndpoint.create(), user="alice")
+    try:
+        outgoing = await asyncio.wait_for(alice.invite(uri_of(bob, "tcp")), 10)
+        incoming = await asyncio.wait_for(bob.accept(), 10)
+        assert len(alice.sip._acks) == 1 and not outgoing.dialog.route_set
+        await asyncio.sleep(0.6)
+        assert not alice.sip._acks and not alice.sip._ack_expiry
+        assert (await asyncio.wait_for(outgoing.send("still here"), 5)).ok
+        assert (await asyncio.wait_for(incoming.receive(), 5)).body == b"still here"
+    finally:
+        await close_chat(alice)
+        await close_chat(bob)
+
+
 async def test_invite_without_message_stream_is_refused_with_488(
     pair: tuple[ChatStack, ChatStack],
 ) -> None:

@@ -26,6 +26,7 @@ from pyim.sip.message import (
     SipRequest,
     SipResponse,
     reason_phrase,
+    unpack_message,
 )
 from pyim.sip.parser import parse_message
 from pyim.sip.uri import NameAddr, SipUri
@@ -638,3 +639,48 @@ _RESERVED = {
     "content-length",
     "l",
 }
+
+
+_PACKED_INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"v: SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKpk1;rport\r\n"
+    b"Max-Forwards:   70\r\n"
+    b"From: <sip:alice@example.com>;tag=a1\r\n"
+    b"To: <sip:bob@example.com>\r\n"
+    b"Call-ID: pk1@10.0.0.1\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"l: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
+
+
+def test_a_message_as_parsed_is_packed_as_its_bytes_alone() -> None:
+    invite = parse_message(_PACKED_INVITE)
+    assert isinstance(invite, SipRequest)
+    packed = invite.pack()
+    assert packed == (True, _PACKED_INVITE)
+    again = unpack_message(packed, invite.uri)
+    assert again == invite and again.uri is invite.uri
+    assert again.encode() == _PACKED_INVITE and again.headers.items() == invite.headers.items()
+    response = parse_message(invite.response(200, to_tag="b1").encode())
+    assert isinstance(response, SipResponse)
+    assert unpack_message(response.pack()) == response
+
+
+def test_a_changed_message_is_packed_in_pieces_without_its_stale_bytes() -> None:
+    invite = parse_message(_PACKED_INVITE)
+    assert isinstance(invite, SipRequest)
+    invite.headers.set("Max-Forwards", "69")
+    packed = invite.pack()
+    assert len(packed) == 8 and packed[5] is None  # the received bytes are not it any more
+    again = unpack_message(packed, invite.uri)
+    assert again == invite and again.encode() == invite.encode()
+    built = invite.response(200, to_tag="b1")
+    built.headers.add("Contact", "<sip:bob@10.0.0.2>")
+    data = built.encode()
+    packed = built.pack()
+    assert len(packed) == 8 and packed[5] is data  # what encode() gives is kept
+    again = unpack_message(packed)
+    assert again == built and again.encode() is data

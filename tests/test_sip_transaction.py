@@ -291,6 +291,44 @@ def test_2xx_is_not_acked_and_accepted_state_passes_retransmissions_up() -> None
     assert [type(e) for e in events] == [StrayResponse]
 
 
+def test_accepted_client_invite_is_packed_and_unpacks_equal() -> None:
+    h = Harness()
+    req = make_request()
+    tx = h.send(req)
+    ok = response_to(req, 200)
+    h.receive(ok, UDP_PEER)
+    h.layer.handle_timeout(h.now)  # any next input packs what got its final response
+    assert tx._packed is not None
+    assert tx._packed[1] == (False, ok.encode())  # received as is: its bytes alone
+    assert tx.last_response == ok and tx.request == req
+    assert tx._packed is None  # read again: unpacked (and kept so)
+    # a retransmitted (or forked) 2xx still goes up and becomes the last response
+    forked = response_to(req, 200, to_tag="tt8")
+    events = h.receive(forked, UDP_PEER)
+    assert [type(e) for e in events] == [ResponseReceived]
+    assert tx.last_response == forked
+    h.layer.handle_timeout(h.now)
+    assert tx._packed is not None and tx.last_response == forked and tx.request == req
+    events = h.advance(64 * T1)
+    assert [type(e) for e in events] == [TransactionTerminated]
+
+
+def test_server_invite_is_packed_without_the_bytes_its_via_stamp_made_stale() -> None:
+    h = Harness()
+    as_sent = server_invite(h, make_request(branch="z9hG4bKp1"))
+    h.respond(as_sent, as_sent.request.response(200, to_tag="x1"))
+    stamped = server_invite(h, make_request(branch="z9hG4bKp2", via_params=";rport"))
+    request = stamped.request  # its top Via got the rport value: changed since parsed
+    response = request.response(200, to_tag="x2")
+    h.respond(stamped, response)
+    h.layer.handle_timeout(h.now)
+    assert as_sent._packed is not None and len(as_sent._packed[0]) == 2  # bytes alone
+    assert stamped._packed is not None and len(stamped._packed[0]) == 8
+    assert stamped._packed[0][5] is None
+    assert stamped.request == request and stamped.request.encode() == request.encode()
+    assert stamped.last_response == response and stamped.last_data == response.encode()
+
+
 def test_response_with_foreign_sent_by_is_discarded() -> None:
     h = Harness()
     req = make_request()

@@ -10,10 +10,10 @@ time, and pulls the frames it has to send.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .events import FrameHead
 from .frame import Frame, Headers, new_tid
@@ -57,6 +57,10 @@ _MAX_REPORTABLE = 4096  # held messages whose Success-Report the application sti
 _MEMO_MAX_KEY = 4096
 _T = TypeVar("_T")
 _uri_memo: dict[str, MsrpUri] = {}
+# The empty table of every session that has nothing in it (a server's idle sessions are
+# many; a dict costs 64 bytes empty, more once used).  Never written: a session makes
+# its own dict on its first write and goes back to this one when it empties.
+_EMPTY: dict[Any, Any] = {}
 _path_memo: dict[str, tuple[MsrpUri, ...]] = {}
 
 
@@ -200,12 +204,83 @@ def _add_range(ranges: list[tuple[int, int]], start: int, end: int) -> list[tupl
     return out
 
 
+class SessionStats(Mapping[str, int]):
+    """A session's counters: read like a ``dict`` (``stats["frames_in"]``), kept in
+    slots (a server holds thousands of sessions; a dict of six costs 3x more)."""
+
+    __slots__ = (
+        "errors_sent",
+        "frames_in",
+        "frames_out",
+        "messages_in",
+        "messages_out",
+        "responses_ignored",
+    )
+    _NAMES = (
+        "frames_in",
+        "frames_out",
+        "messages_in",
+        "messages_out",
+        "errors_sent",
+        "responses_ignored",
+    )
+
+    def __init__(self) -> None:
+        self.frames_in = self.frames_out = self.messages_in = self.messages_out = 0
+        self.errors_sent = self.responses_ignored = 0
+
+    def __getitem__(self, name: str) -> int:
+        if name not in self._NAMES:
+            raise KeyError(name)
+        value: int = getattr(self, name)
+        return value
+
+    def __setitem__(self, name: str, value: int) -> None:
+        if name not in self._NAMES:
+            raise KeyError(name)
+        setattr(self, name, value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 class MsrpSession:
     """One endpoint of an MSRP session.
 
     ``local_uri`` is this endpoint's URI (the last one of its ``a=path``);
     ``remote_path`` is the peer's ``a=path`` (relays first, the peer last).
+
+    A server holds many idle sessions: the queues of frames to send exist only while
+    they hold something, the bounded memories (refused, reportable) once used.
     """
+
+    __slots__ = (
+        "_buffered",
+        "_completed",
+        "_control",
+        "_events",
+        "_held",
+        "_incoming",
+        "_new_id",
+        "_outgoing",
+        "_queue",
+        "_refused",
+        "_reportable",
+        "_request",
+        "_transactions",
+        "closed",
+        "config",
+        "local_uri",
+        "remote_path",
+        "route",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -221,27 +296,22 @@ class MsrpSession:
         self.route: list[MsrpUri] = []
         self.config = config or SessionConfig()
         self._new_id = id_factory
-        self._control: deque[bytes] = deque()
-        self._queue: deque[_Outgoing] = deque()
-        self._outgoing: dict[str, _Outgoing] = {}
-        self._transactions: dict[str, _Transaction] = {}
-        self._incoming: dict[str, _Incoming] = {}
-        self._refused: OrderedDict[str, None] = OrderedDict()
+        self._control: deque[bytes] | None = None  # responses and REPORTs to send
+        self._queue: deque[_Outgoing] | None = None  # messages with chunks to send
+        # tables made on first write (see _EMPTY), idle again when emptied
+        self._outgoing: dict[str, _Outgoing] = _EMPTY
+        self._transactions: dict[str, _Transaction] = _EMPTY
+        self._incoming: dict[str, _Incoming] = _EMPTY
+        # bounded memories, oldest first (dicts keep insertion order)
+        self._refused: dict[str, None] | None = None
         self._buffered = 0
-        self._completed: OrderedDict[str, None] = OrderedDict()
+        self._completed: dict[str, None] = _EMPTY
         self._events: list[SessionEvent] = []
         self._request: _RequestInProgress | None = None
-        self._held: dict[str, _RequestInProgress] = {}  # hold_completion: awaiting confirm
-        self._reportable: OrderedDict[str, tuple[list[MsrpUri], int]] = OrderedDict()
+        self._held: dict[str, _RequestInProgress] = _EMPTY  # hold_completion: to confirm
+        self._reportable: dict[str, tuple[list[MsrpUri], int]] | None = None
         self.closed = False
-        self.stats: dict[str, int] = {
-            "frames_in": 0,
-            "frames_out": 0,
-            "messages_in": 0,
-            "messages_out": 0,
-            "errors_sent": 0,
-            "responses_ignored": 0,
-        }
+        self.stats = SessionStats()
 
     @property
     def session_id(self) -> str:
@@ -275,10 +345,29 @@ class MsrpSession:
             failure_report,
             list(headers or []),
         )
+        if self._outgoing is _EMPTY:
+            self._outgoing = {}
         self._outgoing[mid] = msg
-        self._queue.append(msg)
-        self.stats["messages_out"] += 1
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(msg)  # (new: not in the round yet)
+        self.stats.messages_out += 1
         return mid
+
+    def _enqueue(self, msg: _Outgoing) -> None:
+        """Put ``msg`` in the round of messages to send (once)."""
+        queue = self._queue
+        if queue is None:
+            self._queue = deque((msg,))
+        elif msg not in queue:
+            queue.append(msg)
+
+    def _send_control(self, data: bytes) -> None:
+        control = self._control
+        if control is None:
+            self._control = deque((data,))
+        else:
+            control.append(data)
 
     def open_stream(
         self,
@@ -311,16 +400,14 @@ class MsrpSession:
             raise ValueError(f"no open stream {message_id}")
         assert isinstance(msg.body, bytearray)
         msg.body += data
-        if msg not in self._queue:
-            self._queue.append(msg)
+        self._enqueue(msg)
 
     def stream_end(self, message_id: str) -> None:
         msg = self._outgoing.get(message_id)
         if msg is None or not msg.streaming:
             return
         msg.complete = True
-        if msg not in self._queue:
-            self._queue.append(msg)
+        self._enqueue(msg)
 
     def stream_backlog(self, message_id: str) -> int:
         """Bytes written to a stream and not sent yet (for the writer's backpressure)."""
@@ -332,15 +419,14 @@ class MsrpSession:
         frame = self._request_frame("SEND")
         frame.headers.add("Message-ID", self._new_id())
         frame.headers.add("Byte-Range", "1-0/0")
-        self._control.append(self._encode(frame))
+        self._send_control(self._encode(frame))
 
     def abort_message(self, message_id: str) -> None:
         """Stop sending ``message_id``: its next chunk carries the ``#`` flag."""
         msg = self._outgoing.get(message_id)
         if msg is not None and not msg.done and msg.offset < msg.size:
             msg.abort = True
-            if msg not in self._queue:
-                self._queue.append(msg)
+            self._enqueue(msg)
 
     def incoming_progress(self, message_id: str) -> int | None:
         """Bytes received so far of an incoming message in progress, or None."""
@@ -352,38 +438,56 @@ class MsrpSession:
         self._refuse(message_id)
 
     def _refuse(self, message_id: str) -> None:
-        self._refused[message_id] = None
-        if len(self._refused) > 1024:
-            self._refused.popitem(last=False)
+        refused = self._refused
+        if refused is None:
+            refused = self._refused = {}
+        refused[message_id] = None
+        if len(refused) > 1024:
+            del refused[next(iter(refused))]
         self._drop_incoming(message_id)
 
     def _drop_incoming(self, message_id: str) -> _Incoming | None:
-        msg = self._incoming.pop(message_id, None)
+        incoming = self._incoming
+        msg = incoming.pop(message_id, None)
         if msg is not None:
             self._buffered -= len(msg.buf)
+            if not incoming:
+                self._incoming = _EMPTY
         return msg
 
     def has_data(self) -> bool:
-        return bool(self._control) or any(self._sendable(m) for m in self._queue)
+        queue = self._queue
+        return bool(self._control) or (queue is not None and any(self._sendable(m) for m in queue))
 
     def data_to_send(self, now: float) -> bytes | None:
         """The next frame to write, or None.  Control frames (responses, REPORTs) go first."""
-        if self._control:
-            return self._control.popleft()
-        for _ in range(len(self._queue)):
-            msg = self._queue.popleft()
-            if not self._sendable(msg):
-                if not msg.done:
-                    self._queue.append(msg)
-                continue
-            data = self._next_chunk(msg, now)
-            more = msg.offset < msg.size or msg.abort
-            # (a stream waiting for data is queued again by its next write)
-            ready = not msg.streaming or msg.sendable_end(self.config.chunk_size) > msg.offset
-            if not msg.done and more and ready:
-                self._queue.append(msg)
+        control = self._control
+        if control:
+            data = control.popleft()
+            if not control:
+                self._control = None
             return data
-        return None
+        queue = self._queue
+        if queue is None:
+            return None
+        try:
+            for _ in range(len(queue)):
+                msg = queue.popleft()
+                if not self._sendable(msg):
+                    if not msg.done:
+                        queue.append(msg)
+                    continue
+                data = self._next_chunk(msg, now)
+                more = msg.offset < msg.size or msg.abort
+                # (a stream waiting for data is queued again by its next write)
+                ready = not msg.streaming or msg.sendable_end(self.config.chunk_size) > msg.offset
+                if not msg.done and more and ready:
+                    queue.append(msg)
+                return data
+            return None
+        finally:
+            if not queue and self._queue is queue:
+                self._queue = None
 
     def _sendable(self, msg: _Outgoing) -> bool:
         if msg.done:
@@ -435,6 +539,8 @@ class MsrpSession:
             assert frame.tid is not None
             msg.pending += 1
             timeout = self.config.transaction_timeout
+            if self._transactions is _EMPTY:
+                self._transactions = {}
             self._transactions[frame.tid] = _Transaction(
                 frame.tid, msg, start, end, now + timeout if timeout else None
             )
@@ -451,7 +557,7 @@ class MsrpSession:
         return frame
 
     def _encode(self, frame: Frame) -> bytes:
-        self.stats["frames_out"] += 1
+        self.stats.frames_out += 1
         return frame.encode()
 
     def _sent(self, msg: _Outgoing) -> None:
@@ -462,9 +568,14 @@ class MsrpSession:
             self._finish(msg)
 
     def _finish(self, msg: _Outgoing) -> None:
-        self._outgoing.pop(msg.message_id, None)
-        for tid in [t.tid for t in self._transactions.values() if t.message is msg]:
-            del self._transactions[tid]
+        outgoing, transactions = self._outgoing, self._transactions
+        outgoing.pop(msg.message_id, None)
+        for tid in [t.tid for t in transactions.values() if t.message is msg]:
+            del transactions[tid]
+        if not outgoing:
+            self._outgoing = _EMPTY
+        if not transactions:
+            self._transactions = _EMPTY
 
     def _fail(self, msg: _Outgoing, code: int, reason: str) -> None:
         if msg.done:
@@ -482,7 +593,7 @@ class MsrpSession:
 
     def on_frame_head(self, head: FrameHead, now: float) -> None:
         """A frame addressed to this session starts (the connection routed it here)."""
-        self.stats["frames_in"] += 1
+        self.stats.frames_in += 1
         headers = Headers(head.headers)
         if head.method is None:
             self._on_response(head, headers)
@@ -521,7 +632,7 @@ class MsrpSession:
         if not mid:
             req.status, req.reason = 400, "SEND without Message-ID"
             return
-        if mid in self._refused:
+        if self._refused is not None and mid in self._refused:
             req.status, req.reason = 413, "message refused"
             return
         if not req.head.has_body or mid in self._completed:
@@ -541,6 +652,8 @@ class MsrpSession:
                 req.status, req.reason = 413, "too many messages in progress"
                 return
             msg = _Incoming(mid, ctype, headers, br.total)
+            if self._incoming is _EMPTY:
+                self._incoming = {}
             self._incoming[mid] = msg
             above = self.config.stream_above
             if above is not None and (br.total is None or br.total > above):
@@ -627,11 +740,14 @@ class MsrpSession:
 
     def _complete(self, msg: _Incoming, req: _RequestInProgress, *, held: bool = False) -> None:
         self._drop_incoming(msg.message_id)
-        self._completed[msg.message_id] = None
-        if len(self._completed) > 1024:
-            self._completed.popitem(last=False)
+        completed = self._completed
+        if completed is _EMPTY:
+            completed = self._completed = {}
+        completed[msg.message_id] = None
+        if len(completed) > 1024:
+            del completed[next(iter(completed))]
         assert msg.total is not None
-        self.stats["messages_in"] += 1
+        self.stats.messages_in += 1
         if msg.streamed:
             self._events.append(StreamEnded(msg.message_id, msg.total))
         else:
@@ -642,29 +758,46 @@ class MsrpSession:
             )
         wants_report = (msg.headers.get("Success-Report") or "no").lower() == "yes"
         if held:
+            if self._held is _EMPTY:
+                self._held = {}
             self._held[msg.message_id] = req
             if wants_report:
-                self._reportable[msg.message_id] = (list(req.from_path or []), msg.total)
-                while len(self._reportable) > _MAX_REPORTABLE:
-                    self._reportable.popitem(last=False)
+                reportable = self._reportable
+                if reportable is None:
+                    reportable = self._reportable = {}
+                reportable[msg.message_id] = (list(req.from_path or []), msg.total)
+                while len(reportable) > _MAX_REPORTABLE:
+                    del reportable[next(iter(reportable))]
         elif wants_report:
             self._report(req, msg.message_id, msg.total, 200, "OK")
 
     def confirm(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
         """Answer the last chunk of a held message (``hold_completion``): 200 once it is
         safe, or an error the sender will see (e.g. 503 when it cannot be stored)."""
-        req = self._held.pop(message_id, None)
+        held = self._held
+        req = held.pop(message_id, None)
         if req is None:
             return False
+        if not held:
+            self._held = _EMPTY
         self._respond(req, code, REASONS.get(code, reason) if code != 200 else reason)
         if code != 200:
-            self._reportable.pop(message_id, None)
+            self._forget_reportable(message_id)
         return True
+
+    def _forget_reportable(self, message_id: str) -> tuple[list[MsrpUri], int] | None:
+        reportable = self._reportable
+        if reportable is None:
+            return None
+        entry = reportable.pop(message_id, None)
+        if not reportable:
+            self._reportable = None
+        return entry
 
     def report(self, message_id: str, code: int = 200, reason: str = "OK") -> bool:
         """Send the Success-Report (or a failure REPORT) of a held message, when it
         asked for one (``hold_completion``); False when there is nothing to report."""
-        entry = self._reportable.pop(message_id, None)
+        entry = self._forget_reportable(message_id)
         if entry is None:
             return False
         from_path, total = entry
@@ -674,7 +807,7 @@ class MsrpSession:
         frame.headers.add("Message-ID", message_id)
         frame.headers.add("Byte-Range", str(ByteRange(1, total, total)))
         frame.headers.add("Status", str(Status(0, code, reason)))
-        self._control.append(self._encode(frame))
+        self._send_control(self._encode(frame))
         return True
 
     def _respond(self, req: _RequestInProgress, code: int, reason: str) -> None:
@@ -685,7 +818,7 @@ class MsrpSession:
         if fr == "no" or (fr == "partial" and code == 200):
             return
         if code != 200:
-            self.stats["errors_sent"] += 1
+            self.stats.errors_sent += 1
             log.info("MSRP %s %s answered %d: %s", req.head.method, req.head.tid, code, reason)
         frame = Frame(req.head.tid, code=code, comment=REASONS.get(code, reason))
         if req.from_path:
@@ -693,7 +826,7 @@ class MsrpSession:
             # responses back (Kamailio's msrp module) need it, hop-by-hop ones ignore it
             frame.headers.add("To-Path", format_path(req.from_path))
         frame.headers.add("From-Path", str(self.local_uri))
-        self._control.append(self._encode(frame))
+        self._send_control(self._encode(frame))
 
     def _report(
         self, req: _RequestInProgress, message_id: str, total: int, code: int, reason: str
@@ -704,18 +837,18 @@ class MsrpSession:
         frame.headers.add("Message-ID", message_id)
         frame.headers.add("Byte-Range", str(ByteRange(1, total, total)))
         frame.headers.add("Status", str(Status(0, code, reason)))
-        self._control.append(self._encode(frame))
+        self._send_control(self._encode(frame))
 
     def _on_report(self, headers: Headers) -> None:
         msg = self._outgoing.get(headers.get("Message-ID") or "")
         if msg is None:
-            self.stats["responses_ignored"] += 1
+            self.stats.responses_ignored += 1
             return
         try:
             status = Status.parse(headers.get("Status") or "")
             br = ByteRange.parse(headers.get("Byte-Range") or f"1-{msg.size}/{msg.size}")
         except HeaderError:
-            self.stats["responses_ignored"] += 1
+            self.stats.responses_ignored += 1
             return
         if status.code != 200:
             self._fail(msg, status.code, status.comment or "failure report")
@@ -728,10 +861,13 @@ class MsrpSession:
             self._events.append(MessageDelivered(msg.message_id))
 
     def _on_response(self, head: FrameHead, headers: Headers) -> None:
-        tr = self._transactions.pop(head.tid, None)
+        transactions = self._transactions
+        tr = transactions.pop(head.tid, None)
         if tr is None:
-            self.stats["responses_ignored"] += 1
+            self.stats.responses_ignored += 1
             return
+        if not transactions:
+            self._transactions = _EMPTY
         msg = tr.message
         msg.pending -= 1
         code = head.code or 0
@@ -768,8 +904,8 @@ class MsrpSession:
         """The connection under the session is gone: everything in flight fails."""
         for msg in list(self._outgoing.values()):
             self._fail(msg, 0, reason)
-        self._queue.clear()
-        self._incoming.clear()
-        self._held.clear()
+        self._queue = None
+        self._incoming = _EMPTY
+        self._held = _EMPTY
         self._buffered = 0
         self._request = None

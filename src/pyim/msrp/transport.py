@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..digest import DigestClient
 from .auth import AuthClient, RelayAuthError, RelayGrant
@@ -420,8 +421,34 @@ class Session:
 
     ``path`` is the local ``a=path``; ``start`` connects it to the peer's path;
     ``send`` returns a :class:`DeliveryResult`; iterating yields incoming
-    :class:`~pyim.msrp.session_events.MessageReceived`.
+    :class:`~pyim.msrp.session_events.MessageReceived` (or ``on_message`` gets them,
+    for an application that holds many sessions without a task reading each).
+
+    A server holds many idle sessions, so a session keeps no asyncio.Queue or Event
+    (~1 KB each with their deques): received messages wait in a deque made when one
+    arrives (dropped when empty), a reader waits on a bare future, and the other
+    containers are made on first use.
     """
+
+    __slots__ = (
+        "_aborted",
+        "_active",
+        "_bound_waiter",
+        "_ended",
+        "_inbox",
+        "_is_bound",
+        "_protocol",
+        "_reports_wanted",
+        "_results",
+        "_waiters",
+        "closed",
+        "endpoint",
+        "engine",
+        "on_end",
+        "on_message",
+        "on_stream",
+        "relay",
+    )
 
     def __init__(
         self, endpoint: MsrpEndpoint, engine: MsrpSession, relay: RelayGrant | None = None
@@ -431,33 +458,40 @@ class Session:
         self.relay = relay
         self._protocol: MsrpConnectionProtocol | None = None
         self._active = False
-        # Made on first use: most sessions of a server sit idle, and an asyncio.Queue
-        # or Event costs ~1 KB each (their deques) — a tenth of an idle session.
         self._is_bound = False
-        self._bound_event: asyncio.Event | None = None
-        self._inbox: asyncio.Queue[MessageReceived | None] | None = None
-        self._results: dict[str, asyncio.Future[DeliveryResult]] = {}
-        self._wants_report: dict[str, bool] = {}
-        self.aborted: list[MessageAborted] = []
+        self._bound_waiter: asyncio.Future[None] | None = None  # a passive start() waits
+        self._inbox: deque[MessageReceived] | None = None  # received, not taken yet
+        # receive() calls waiting: one future, or a list of them (oldest first)
+        self._waiters: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
+        self._results: dict[str, asyncio.Future[DeliveryResult]] | None = None
+        self._reports_wanted: set[str] | None = None  # sends that await a Success-Report
+        self._aborted: list[MessageAborted] | None = None
         # streamed incoming messages (SessionConfig.stream_above) go here, as they come
         self.on_stream: Callable[[StreamEvent], None] | None = None
+        # Instead of receive()/iteration (a task per session): incoming messages go to
+        # on_message as they come, and on_end is called once when the session ends.
+        # Set both before start(); pause_input()/resume_input() hold the peer back.
+        self.on_message: Callable[[MessageReceived], None] | None = None
+        self.on_end: Callable[[], None] | None = None
         self.closed = False
-        self._ended = False
+        self._ended = False  # no message will come any more (receive raises once drained)
 
     @property
-    def _queue(self) -> asyncio.Queue[MessageReceived | None]:
-        if self._inbox is None:
-            self._inbox = asyncio.Queue()
-        return self._inbox
+    def aborted(self) -> list[MessageAborted]:
+        """Incoming messages their sender aborted (``#``), oldest first."""
+        if self._aborted is None:
+            self._aborted = []
+        return self._aborted
 
     def _waiting(self) -> int:
         """Received messages not taken yet."""
-        return 0 if self._inbox is None else self._inbox.qsize()
+        return 0 if self._inbox is None else len(self._inbox)
 
     def _set_bound(self) -> None:
         self._is_bound = True
-        if self._bound_event is not None:
-            self._bound_event.set()
+        waiter = self._bound_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def local_uri(self) -> MsrpUri:
@@ -495,11 +529,12 @@ class Session:
             self._set_bound()
             self.engine.send_keepalive()
             protocol.pump()
-        else:
-            if not self._is_bound:
-                if self._bound_event is None:
-                    self._bound_event = asyncio.Event()
-                await asyncio.wait_for(self._bound_event.wait(), timeout)
+        elif not self._is_bound:
+            waiter = self._bound_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            finally:
+                self._bound_waiter = None
 
     def media_attributes(
         self, *, setup: Setup | None = None, accept_types: tuple[str, ...] = ("*",)
@@ -547,9 +582,7 @@ class Session:
             message_id=message_id,
             headers=headers,
         )
-        future: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
-        self._results[mid] = future
-        self._wants_report[mid] = success_report
+        future = self._expect(mid, success_report)
         self._protocol.schedule_pump()
         return future
 
@@ -599,10 +632,19 @@ class Session:
             success_report=success_report,
             headers=headers,
         )
+        return mid, self._expect(mid, success_report)
+
+    def _expect(self, mid: str, success_report: bool) -> asyncio.Future[DeliveryResult]:
+        """The future of an outgoing message's :class:`DeliveryResult`."""
         future: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
+        if self._results is None:
+            self._results = {}
         self._results[mid] = future
-        self._wants_report[mid] = success_report
-        return mid, future
+        if success_report:
+            if self._reports_wanted is None:
+                self._reports_wanted = set()
+            self._reports_wanted.add(mid)
+        return future
 
     def pause_input(self) -> None:
         """Stop reading from this session's connection (a relay whose next hop is slow)."""
@@ -643,33 +685,82 @@ class Session:
 
     async def receive(self) -> MessageReceived:
         """The next incoming message; raises ConnectionError when the session ends."""
-        message = await self._queue.get()
-        if message is None:
-            self._queue.put_nowait(None)
-            raise ConnectionError("session closed")
-        if self._protocol is not None:
-            self._protocol._resume_reading()
-        return message
+        return await self._next(ConnectionError)
 
-    def __aiter__(self) -> AsyncIterator[MessageReceived]:
-        return self._iterate()
+    def __aiter__(self) -> Session:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[MessageReceived]:
+    def __anext__(self) -> Coroutine[Any, Any, MessageReceived]:
+        # the coroutine itself, not one awaiting it: one frame per waiting reader
+        return self._next(StopAsyncIteration)
+
+    async def _next(self, end: type[Exception]) -> MessageReceived:
+        """The next incoming message, once there is one; ``end`` is raised when the
+        session has ended and every message was taken."""
         while True:
+            inbox = self._inbox
+            if inbox:
+                message = inbox.popleft()
+                if not inbox:
+                    self._inbox = None
+                if self._protocol is not None:
+                    self._protocol._resume_reading()
+                return message
+            if self._ended:
+                raise end("session closed")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters
+            if waiters is None:
+                self._waiters = waiter  # the usual case: one reader
+            elif isinstance(waiters, list):
+                waiters.append(waiter)
+            else:
+                self._waiters = [waiters, waiter]
             try:
-                yield await self.receive()
-            except ConnectionError:
-                return
+                await waiter
+            except BaseException:
+                # cancelled: off the waiters, and a wake-up it may have had goes on
+                waiters = self._waiters
+                if waiters is waiter:
+                    self._waiters = None
+                elif isinstance(waiters, list) and waiter in waiters:
+                    waiters.remove(waiter)
+                if self._inbox or self._ended:
+                    self._wake(everyone=self._ended)
+                raise
+
+    def _wake(self, *, everyone: bool = False) -> None:
+        """Wake the first waiting reader (every one when the session ended)."""
+        waiters = self._waiters
+        if waiters is None:
+            return
+        if not isinstance(waiters, list):
+            self._waiters = None
+            if not waiters.done():
+                waiters.set_result(None)
+            return
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    break
+        if not waiters:
+            self._waiters = None
 
     def _handle(self, events: list[SessionEvent]) -> None:
         for event in events:
             if isinstance(event, MessageReceived):
-                self._queue.put_nowait(event)
-                if (
-                    self._queue.qsize() >= self.endpoint.config.incoming_queue
-                    and self._protocol is not None
-                ):
+                if self.on_message is not None:
+                    self._call(self.on_message, event)
+                    continue
+                inbox = self._inbox
+                if inbox is None:
+                    inbox = self._inbox = deque()
+                inbox.append(event)
+                if len(inbox) >= self.endpoint.config.incoming_queue and self._protocol is not None:
                     self._protocol._pause_reading()
+                self._wake()
             elif isinstance(event, MessageAborted):
                 self.aborted.append(event)
                 if self.on_stream is not None:
@@ -680,7 +771,8 @@ class Session:
             elif isinstance(event, MessageDelivered):
                 self._resolve(DeliveryResult(event.message_id, "delivered"))
             elif isinstance(event, MessageSent):
-                if not self._wants_report.get(event.message_id, False):
+                wanted = self._reports_wanted
+                if wanted is None or event.message_id not in wanted:
                     self._resolve(DeliveryResult(event.message_id, "sent"))
             elif isinstance(event, MessageFailed):
                 self._resolve(DeliveryResult(event.message_id, "failed", event.code, event.reason))
@@ -688,8 +780,18 @@ class Session:
             self._lost()
 
     def _resolve(self, result: DeliveryResult) -> None:
-        self._wants_report.pop(result.message_id, None)
-        future = self._results.pop(result.message_id, None)
+        mid = result.message_id
+        wanted = self._reports_wanted
+        if wanted is not None:
+            wanted.discard(mid)
+            if not wanted:
+                self._reports_wanted = None
+        results = self._results
+        if results is None:
+            return
+        future = results.pop(mid, None)
+        if not results:
+            self._results = None
         if future is not None and not future.done():
             future.set_result(result)
 
@@ -697,9 +799,18 @@ class Session:
         if self._ended:
             return
         self._ended = True
-        for mid in list(self._results):
+        for mid in list(self._results or ()):
             self._resolve(DeliveryResult(mid, "failed", 0, "connection lost"))
-        self._queue.put_nowait(None)
+        self._wake(everyone=True)
+        if self.on_end is not None:
+            self._call(self.on_end)
+
+    def _call(self, callback: Callable[..., None], *args: object) -> None:
+        """A callback of the application: its failure is logged, not the connection's."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("MSRP session %s: %r failed", self.engine.session_id, callback)
 
     async def close(self) -> None:
         """End the session: pending sends fail, the connection closes when unused."""

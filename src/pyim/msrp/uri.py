@@ -45,6 +45,22 @@ class MsrpUriError(ValueError):
     """Text or components that do not form a valid MSRP URI."""
 
 
+# Schemes, hosts and transports repeat across the URIs of thousands of sessions: one
+# string object each (a bounded memo, not sys.intern: hosts come from the network).
+_SHARED: dict[str, str] = {}
+_SHARED_LIMIT = 1024
+
+
+def _shared(text: str) -> str:
+    known = _SHARED.get(text)
+    if known is not None:
+        return known
+    if len(_SHARED) >= _SHARED_LIMIT:
+        _SHARED.clear()
+    _SHARED[text] = text
+    return text
+
+
 def _normalise_host(host: str) -> str:
     """Lower-case a hostname, validate an IPv4 address, compress an IPv6 address."""
     if ":" in host:
@@ -64,7 +80,7 @@ def _normalise_host(host: str) -> str:
     return host.lower()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class MsrpUri:
     """An MSRP or MSRPS URI; ``==`` and ``hash`` follow RFC 4975 §6.1."""
 
@@ -92,9 +108,9 @@ class MsrpUri:
         for name, value in params:
             if not _TOKEN.fullmatch(name) or (value is not None and not _TOKEN.fullmatch(value)):
                 raise MsrpUriError(f"invalid URI parameter: {name!r}={value!r}")
-        object.__setattr__(self, "scheme", scheme)
-        object.__setattr__(self, "host", _normalise_host(self.host))
-        object.__setattr__(self, "transport", self.transport.lower())
+        object.__setattr__(self, "scheme", _shared(scheme))
+        object.__setattr__(self, "host", _shared(_normalise_host(self.host)))
+        object.__setattr__(self, "transport", _shared(self.transport.lower()))
         object.__setattr__(self, "params", params)
         if len(str(self)) > MAX_URI_LENGTH:
             raise MsrpUriError(f"URI longer than {MAX_URI_LENGTH} characters")

@@ -57,19 +57,27 @@ class ChatError(Exception):
         self.reason = reason
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChatSession:
-    """One chat: a SIP dialog and the MSRP session it negotiated."""
+    """One chat: a SIP dialog and the MSRP session it negotiated.
+
+    ``sdp`` is our offer or answer as sent (a refresh is answered with it again);
+    a server holds many sessions, so the parsed form is not kept (``local_sdp``)."""
 
     chat: ChatStack
     dialog: Dialog
     msrp: Session
     destination: Destination
-    local_sdp: SessionDescription
+    sdp: bytes
     # set when the chat ends; the Event is made on first use (a server holds many
     # idle sessions, and an asyncio.Event costs ~0.7 KB)
     _ended: bool = False
     _closed_event: asyncio.Event | None = None
+
+    @property
+    def local_sdp(self) -> SessionDescription:
+        """Our offer or answer, parsed."""
+        return SessionDescription.parse(self.sdp)
 
     @property
     def closed(self) -> asyncio.Event:
@@ -218,10 +226,10 @@ class ChatStack:
                 answer = SessionDescription.parse(response.body)
                 negotiated = parse_msrp_answer(offer, answer)
             except (SdpParseError, AnswerRejected) as exc:
-                session = ChatSession(self, dialog, msrp_session, dest, offer)
+                session = ChatSession(self, dialog, msrp_session, dest, invite.body)
                 await session.close()
                 raise ChatError(488, f"unusable answer: {exc}") from None
-            session = ChatSession(self, dialog, msrp_session, dest, offer)
+            session = ChatSession(self, dialog, msrp_session, dest, invite.body)
             self._sessions[dialog.id] = session
             try:
                 await msrp_session.start(
@@ -299,10 +307,11 @@ class ChatStack:
             self._spawn(msrp_session.close())
             incoming.respond(exc.status, f"Not Acceptable Here ({exc.reason})")
             return
+        sdp = answer.sdp.encode()
         response = incoming.respond(
             200,
             to_tag=new_tag(),
-            body=answer.sdp.encode(),
+            body=sdp,
             content_type="application/sdp",
             contact=self.sip.contact(incoming.source.transport, self.user),
         )
@@ -312,7 +321,7 @@ class ChatStack:
             log.info("INVITE without a usable dialog: %s", exc)
             self._spawn(msrp_session.close())
             return
-        session = ChatSession(self, dialog, msrp_session, incoming.source, answer.sdp)
+        session = ChatSession(self, dialog, msrp_session, incoming.source, sdp)
         self._sessions[dialog.id] = session
         self._spawn(self._connect(session, list(answer.remote.path), answer.active))
 
@@ -346,7 +355,7 @@ class ChatStack:
             # a refresh (RFC 4028 session timer or a target refresh): same session, same SDP
             incoming.respond(
                 200,
-                body=session.local_sdp.encode() if req.body else b"",
+                body=session.sdp if req.body else b"",
                 content_type="application/sdp",
                 contact=self.sip.contact(incoming.source.transport, self.user),
             )

@@ -102,7 +102,7 @@ from dataclasses import dataclass
 from typing import Literal, NoReturn
 
 from .headers import COMPACT_FORMS, CSeq, HeaderError, Via, _split, is_token
-from .message import SipHeaders, SipRequest, SipResponse
+from .message import PARSED, SipHeaders, SipRequest, SipResponse
 from .uri import SipUri, SipUriError, check_name_addr
 
 __all__ = [
@@ -244,6 +244,18 @@ def _header_lines(lines: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return items, keys
 
 
+def reparse(data: bytes) -> SipRequest | SipResponse:
+    """Parse again the bytes of a message parsed before (:func:`pyim.sip.message.
+    unpack_message`): the same message, whatever limits accepted it then."""
+    limits = SipLimits(
+        max_message_size=len(data),
+        max_header_count=len(data),
+        max_line_length=len(data),
+        require_max_forwards=False,
+    )
+    return _parse(data, limits)
+
+
 def parse_message(data: bytes, limits: SipLimits | None = None) -> SipRequest | SipResponse:
     """Parse one whole SIP message; raise :class:`SipParseError` if it is not valid."""
     limits = limits or _DEFAULT_LIMITS
@@ -317,6 +329,7 @@ def _parse(data: bytes, limits: SipLimits) -> SipRequest | SipResponse:
             raise _Bad(f"line longer than {limits.max_line_length}", 413) from None
         items, keys = _header_lines(lines)
     headers = SipHeaders._trusted(items, keys)
+    headers._version = PARSED  # as parsed: SipMessage.pack keeps the bytes alone
 
     # -- presence and uniqueness
     present = set(keys)

@@ -20,7 +20,7 @@ import itertools
 import logging
 import secrets
 import ssl
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -193,7 +193,10 @@ class SipStack:
         self.stats: Counter[str] = Counter()
         self._pending: dict[int, _Pending] = {}
         self._retransmits: dict[tuple[str, int], _Retransmit] = {}
-        self._acks: dict[tuple[str, str, str], tuple[bytes, Destination]] = {}
+        # the ACKs of 2xx we sent, for re-ACKs, until they expire (in _ack_expiry order)
+        self._acks: dict[tuple[str, str, str], tuple[bytes, Destination, float]] = {}
+        self._ack_expiry: deque[tuple[float, tuple[str, str, str]]] = deque()
+        self._acks_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -228,6 +231,9 @@ class SipStack:
             self._timer.cancel()
             self._timer = None
             self._timer_when = None
+        if self._acks_timer is not None:
+            self._acks_timer.cancel()
+            self._acks_timer = None
         for task in list(self._tasks):
             task.cancel()
         for pending in self._pending.values():
@@ -393,12 +399,36 @@ class SipStack:
         self._flush()
 
     def ack(self, request: SipRequest, invite: SipRequest, destination: Destination) -> None:
-        """Send the ACK of a 2xx (the TU's job, §13.2.2.4) and remember it for re-ACKs."""
+        """Send the ACK of a 2xx (the TU's job, §13.2.2.4) and remember it for re-ACKs.
+
+        Remembered 64*T1 + T4: the UAS retransmits its 2xx for 64*T1 (§13.3.1.4) and
+        T4 bounds a message's life in the network, so no retransmission comes later
+        (kept for ever, a server held the ACKs of all its sessions, ~0.5 KB each)."""
         self._stamp(request, destination)
         self.transactions.send_stateless(request, destination)
         key = (invite.call_id, invite.from_.tag or "", str(invite.cseq.seq))
-        self._acks[key] = (request.encode(), destination)
+        timers = self.config.timers
+        expires = self.loop.time() + timers.timeout + timers.T4
+        self._acks[key] = (request.encode(), destination, expires)
+        self._ack_expiry.append((expires, key))
+        if self._acks_timer is None:
+            self._acks_timer = self.loop.call_at(expires, self._expire_acks)
         self._flush()
+
+    def _expire_acks(self) -> None:
+        """Forget the ACKs whose time is over; runs at most once a second."""
+        self._acks_timer = None
+        acks, order = self._acks, self._ack_expiry
+        now = self.loop.time()
+        while order:
+            expires, key = order[0]
+            if expires > now:
+                self._acks_timer = self.loop.call_at(max(expires, now + 1.0), self._expire_acks)
+                return
+            order.popleft()
+            entry = acks.get(key)
+            if entry is not None and entry[2] <= now:  # (not sent again since)
+                del acks[key]
 
     def _reissue(self, request: SipRequest) -> SipRequest:
         """The same request anew: CSeq + 1, no Via (a new transaction)."""
@@ -638,7 +668,7 @@ class SipStack:
             return
         ack = self._acks.get(key)
         if ack is not None and response.cseq.method == "INVITE" and 200 <= response.status < 300:
-            self.transport.send(*ack)
+            self.transport.send(ack[0], ack[1])
 
     def forget_ack(self, call_id: str, from_tag: str, seq: int) -> None:
         """The dialog is over: its remembered ACK can go."""

@@ -51,11 +51,11 @@ stale, so every timer operation is O(log n) and memory stays bounded.
 Limits: ``max_server_transactions`` (default 100 000) caps the server table; past it a
 new request gets a stateless 503 and a :class:`MessageDiscarded`.  Per transaction
 the layer keeps one ``__slots__`` object (the request, the last response and its
-bytes) and at most two heap entries; nothing is asyncio.  A server transaction that
-has its final response keeps both messages packed (tuples of strings and bytes that
-the cyclic GC does not visit) until they are read again
-(:meth:`ServerTransaction.pack`): it lingers 64*T1 for retransmissions, and
-at 2,000 calls/s over UDP some 130,000 of them are alive.  A server transaction whose
+bytes) and at most two heap entries; nothing is asyncio.  A transaction that has its
+final response keeps both messages packed (tuples of strings and bytes that the
+cyclic GC does not visit; a received message as its bytes alone) until they are read
+again (:meth:`Transaction.pack`): it lingers 64*T1 for retransmissions, and at 2,000
+calls/s over UDP some 130,000 of them are alive.  A server transaction whose
 TU never answers stays until :meth:`TransactionLayer.terminate` (§17.2 has no timer
 for it).
 
@@ -511,16 +511,16 @@ class TransactionLayer:
     # -- memory -----------------------------------------------------------------------------
 
     def _compact_later(self, tx: Transaction) -> None:
-        """``tx`` has its final response and waits (timer H, J, L) with little to do."""
+        """``tx`` has its final response and waits (timer H, J, L, M) with little to do."""
         self._to_compact.append(tx)
 
     def _compact(self) -> None:
         """Pack the transactions that got their final response since the last input
-        (the TU has had the messages meanwhile; :meth:`ServerTransaction.pack`).  At
+        (the TU has had the messages meanwhile; :meth:`Transaction.pack`).  At
         2,000 calls/s over UDP some 130,000 such transactions are alive, and a full GC
         pass over them was the longest pause of the process."""
         for tx in self._to_compact:
-            if isinstance(tx, ServerTransaction) and not tx.terminated:
+            if not tx.terminated:
                 tx.pack()
         self._to_compact.clear()
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .headers import Via, header_key, split_header_list
-from .message import PackedMessage, SipRequest, SipResponse, unpack_message
+from .message import SipRequest, SipResponse
 from .transaction_client import (
     MAGIC_COOKIE,
     RETX,
@@ -32,7 +32,6 @@ from .transaction_client import (
     TransactionState,
     TransactionStateError,
 )
-from .uri import SipUri
 
 if TYPE_CHECKING:
     from .transaction import TransactionLayer
@@ -59,63 +58,13 @@ class ServerTransaction(Transaction):
     (§18.2.2, computed once).  ``last_response``/``last_data`` are the latest
     response sent and its bytes, re-sent when the request is retransmitted.
     ``rfc2543`` tells that the request had no magic cookie (see the module doc).
-
-    Once it has its final response the layer packs it (:meth:`pack`): ``request`` and
-    ``last_response`` are then kept as tuples of strings and bytes that the cyclic
-    GC does not visit, and made into (equal) message objects again on first access.
+    The layer packs it once it has its final response (:meth:`Transaction.pack`).
     """
 
     source: Destination
     layer: TransactionLayer = field(repr=False)
-    last_response: SipResponse | None = None
     last_data: bytes | None = None
     rfc2543: bool = False
-    _packed: tuple[PackedMessage, PackedMessage | None] | None = field(
-        default=None, init=False, repr=False
-    )
-    _packed_uri: SipUri | None = field(default=None, init=False, repr=False)
-
-    def pack(self) -> None:
-        """Keep ``request`` and ``last_response`` packed (see the class doc).
-
-        A transaction in Completed, Accepted or Confirmed lives 64*T1 (32 s) to absorb
-        retransmissions, and needs neither message object for that: only its key and
-        ``last_data``.  Some 130,000 of them are alive at 2,000 calls/s over UDP; as
-        message objects they were most of what every full GC pass had to visit."""
-        if self._packed is not None:
-            return
-        request = self.request
-        response = self.last_response
-        self._packed = (request.pack(), None if response is None else response.pack())
-        self._packed_uri = request.uri
-        del self.request
-        del self.last_response
-
-    def _unpack(self) -> None:
-        packed, uri = self._packed, self._packed_uri
-        assert packed is not None
-        request = unpack_message(packed[0], uri)
-        assert isinstance(request, SipRequest)
-        response = None if packed[1] is None else unpack_message(packed[1])
-        assert response is None or isinstance(response, SipResponse)
-        self.request = request
-        self.last_response = response
-        self._packed = None
-        self._packed_uri = None
-
-    if not TYPE_CHECKING:  # mypy: the two fields are always there
-
-        def __getattr__(self, name: str) -> Any:
-            # called only when normal lookup fails: a packed field, or a real miss
-            if name in ("request", "last_response"):
-                try:
-                    packed = object.__getattribute__(self, "_packed")
-                except AttributeError:  # not initialised (yet)
-                    packed = None
-                if packed is not None:
-                    self._unpack()
-                    return object.__getattribute__(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def respond(self, response: SipResponse, now: float) -> None:
         """Send ``response`` through this transaction (the TU's entry point).

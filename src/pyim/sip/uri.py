@@ -465,13 +465,26 @@ def _check_host(host: str) -> str:
     return low
 
 
+# Parameter names (and transport values) that every dialog repeats: one string object
+# each instead of one per parsed header (a server keeps the From and To of each dialog).
+_COMMON_WORDS = {
+    word: word
+    for word in (
+        "tag", "transport", "lr", "user", "maddr", "ttl", "method", "expires", "q",
+        "branch", "received", "rport", "ob", "reg-id", "+sip.instance", "gr",
+        "tcp", "udp", "tls", "ws", "wss", "sctp", "phone",
+    )
+}  # fmt: skip
+
+
 def _split_params(text: str) -> Params:
     """``;a=1;b`` -> ``(("a", "1"), ("b", None))`` (a loop: faster than a comprehension
     on CPython 3.11 for the few parameters of a header)."""
     out = []
+    common = _COMMON_WORDS.get
     for item in text[1:].split(";"):
         name, eq, value = item.partition("=")
-        out.append((name, value if eq else None))
+        out.append((common(name, name), common(value, value) if eq else None))
     return tuple(out)
 
 
