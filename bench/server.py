@@ -191,7 +191,8 @@ def server_toml(workdir: Path, users: int) -> str:
         "max_sessions = 100000",
         "max_queue_per_user = 1000000",
         "[users]",
-        *(f'u{i} = "{PASSWORD}"' for i in range(users)),
+        # callees u*, callers a* (messages) and c* (sessions): callers authenticate
+        *(f'{kind}{i} = "{PASSWORD}"' for kind in "uac" for i in range(max(users, 100))),
         "",
     ]
     return "\n".join(lines)
@@ -377,7 +378,10 @@ class Client:
     async def call(self, caller: str, callee: str) -> ChatSession:
         return await asyncio.wait_for(
             self.chat.invite(
-                user_uri(callee), destination=self.hop, from_=NameAddr(uri=user_uri(caller))
+                user_uri(callee),
+                destination=self.hop,
+                from_=NameAddr(uri=user_uri(caller)),
+                auth=DigestClient(caller, PASSWORD),  # the server challenges the INVITE
             ),
             30,
         )

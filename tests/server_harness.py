@@ -68,12 +68,16 @@ class User:
     def to_addr(self) -> NameAddr:
         return NameAddr(uri=self.aor)
 
+    def auth(self) -> DigestClient:
+        """Answers the server's Digest challenges (REGISTER, INVITE, MESSAGE)."""
+        return DigestClient(self.name, USERS[self.name])
+
     async def register(self) -> None:
         self.registration = Registration(
             self.sip,
             registrar=self.server_uri,
             aor=self.aor,
-            auth=DigestClient(self.name, USERS[self.name]),
+            auth=self.auth(),
             expires=300,
         )
         await asyncio.wait_for(self.registration.start(), 5)
@@ -86,6 +90,7 @@ class User:
                 target,
                 destination=self.sip.destination_for_uri(self.server_uri),
                 from_=NameAddr(uri=self.aor),
+                auth=self.auth(),
             ),
             10,
         )

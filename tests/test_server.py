@@ -84,7 +84,9 @@ async def test_page_mode_to_a_user_without_a_session(
         body=b"a page for bob",
         content_type="text/plain",
     )
-    response = await carol.sip.send(request, carol.sip.destination_for_uri(carol.server_uri))
+    response = await carol.sip.send(
+        request, carol.sip.destination_for_uri(carol.server_uri), auth=carol.auth()
+    )
     assert response.status == 202
     page = await asyncio.wait_for(bob.pages.get(), 10)
     message = parse_cpim(page.body)

@@ -1,5 +1,7 @@
 """Bad input at the application server's edges: each gets its protocol's answer and
-the server keeps serving. INVITE to an unknown user (404), an offer without
+the server keeps serving. INVITE and MESSAGE without (or with wrong) credentials
+(401), as another user (403), from anywhere but the proxy in behind-proxy mode (403);
+INVITE to an unknown user (404), an offer without
 m=message (488), MSRP frames for an unknown session (481), garbage on the SIP and MSRP
 listeners, a flooding sender (rate limit: 503), a full offline queue (MSRP 413, SIP
 486), an oversized page or message (413), MESSAGE to an unknown user (404), and a
@@ -18,6 +20,7 @@ from prometheus_client import generate_latest
 
 from peers import LOOPBACK, sip_options
 from postgres import Postgres
+from pyim.digest import DigestClient
 from pyim.server.app import ImServer
 from pyim.sip.chat import ChatError
 from pyim.sip.message import SipResponse
@@ -32,6 +35,12 @@ AUDIO_ONLY_SDP = (
     "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
 BOB = "sip:bob@127.0.0.1"
+CAROL = "sip:carol@127.0.0.1"
+MSRP_OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=message 2855 TCP/MSRP *\r\na=accept-types:text/plain\r\n"
+    "a=path:msrp://127.0.0.1:2855/hostile;tcp\r\n"
+)
 
 
 @pytest.fixture
@@ -63,7 +72,8 @@ async def page(user: User, to: str, body: bytes, content_type: str = "text/plain
         content_type=content_type,
     )
     return await asyncio.wait_for(
-        user.sip.send(request, user.sip.destination_for_uri(user.server_uri)), 10
+        user.sip.send(request, user.sip.destination_for_uri(user.server_uri), auth=user.auth()),
+        10,
     )
 
 
@@ -79,8 +89,73 @@ async def invite_raw(user: User, to: str, sdp: str | None) -> SipResponse:
         headers=[("Contact", str(user.sip.contact("udp", user.name)))],
     )
     return await asyncio.wait_for(
-        user.sip.send(request, user.sip.destination_for_uri(user.server_uri)), 10
+        user.sip.send(request, user.sip.destination_for_uri(user.server_uri), auth=user.auth()),
+        10,
     )
+
+
+async def send_as(
+    user: User, method: str, to: str, *, auth: DigestClient | None, from_: str | None = None
+) -> SipResponse:
+    """A MESSAGE or an INVITE (MSRP offer) from ``user``'s stack, with the From and
+    the credentials given (None: no answer to a challenge)."""
+    target = SipUri(scheme="sip", user=to, host=DOMAIN)
+    sender = NameAddr(uri=SipUri.parse(from_)).with_tag("spoof") if from_ else user.from_addr()
+    offer = method == "INVITE"
+    request = user.sip.new_request(
+        method,
+        target,
+        from_=sender,
+        to=NameAddr(uri=target),
+        body=MSRP_OFFER.encode() if offer else b"hello",
+        content_type="application/sdp" if offer else "text/plain",
+        headers=[("Contact", str(user.sip.contact("udp", user.name)))] if offer else None,
+    )
+    destination = user.sip.destination_for_uri(user.server_uri)
+    return await asyncio.wait_for(user.sip.send(request, destination, auth=auth), 10)
+
+
+async def test_invite_and_message_need_the_senders_credentials(
+    server: ImServer, alice: User
+) -> None:
+    """Standalone, the server is its users' registrar: INVITE and MESSAGE are
+    challenged (401), a wrong password gets no further, nobody sends as another user
+    (403), and nothing of it reaches the store."""
+    for method in ("MESSAGE", "INVITE"):
+        response = await send_as(alice, method, "bob", auth=None)
+        assert response.status == 401, method
+        assert response.headers.get_all("WWW-Authenticate")
+        wrong = await send_as(alice, method, "bob", auth=DigestClient("alice", "wrong"))
+        assert wrong.status == 401, method
+        spoofed = await send_as(alice, method, "bob", auth=alice.auth(), from_=CAROL)
+        assert spoofed.status == 403 and "authenticated" in spoofed.reason, method
+    assert await server.store.depth(BOB) == 0
+    assert len(server.legs) == 0
+    text = metrics(server)
+    assert metric_value(text, "pyim_failures_total", 'reason="auth"') == 2
+    assert metric_value(text, "pyim_failures_total", 'reason="from_not_authenticated_user"') == 2
+    # as herself, with her password: accepted
+    assert (await send_as(alice, "MESSAGE", "bob", auth=alice.auth())).status == 202
+    assert await server.store.depth(BOB) == 1
+
+
+async def test_behind_a_proxy_only_the_proxy_may_send(tmp_path: Path) -> None:
+    """In behind-Kamailio mode requests come through the proxy (which authenticated
+    them): an INVITE or MESSAGE from any other address is 403, even with a password."""
+    config = dataclasses.replace(
+        server_config(tmp_path), proxy="sip:127.0.0.2:5999", trusted_proxies=("127.0.0.2",)
+    )
+    async with running_server(config) as server:
+        user = await make_user("alice", server)
+        try:
+            for method in ("MESSAGE", "INVITE"):
+                response = await send_as(user, method, "bob", auth=user.auth())
+                assert response.status == 403 and "proxy" in response.reason, method
+            assert await server.store.depth(BOB) == 0
+            text = metrics(server)
+            assert metric_value(text, "pyim_failures_total", 'reason="untrusted_source"') == 2
+        finally:
+            await user.close()
 
 
 async def test_invite_refusals(server: ImServer, alice: User) -> None:

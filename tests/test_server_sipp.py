@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,9 +85,17 @@ class MsrpListener:
             await self._server.wait_closed()
 
 
+#: sipp's From is sip:sipp@127.0.0.1: a user of the standalone server, who
+#: authenticates its INVITEs (sipp -au/-ap answers the 401).
+SIPP_USER = ("sipp", "sipp-pw")
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ImServer]:
-    async with running_server(server_config(tmp_path)) as server:
+    # sipp answers only the first challenge, and only MD5: the server offers MD5 alone
+    config = replace(server_config(tmp_path), digest_algorithms=("MD5",))
+    config.users[SIPP_USER[0]] = SIPP_USER[1]
+    async with running_server(config) as server:
         yield server
 
 
@@ -113,7 +122,7 @@ def final_status(result: SippResult) -> list[int]:
 
 
 async def msrp_only_call(
-    server: ImServer, listener: MsrpListener, workdir: Path, target: str
+    server: ImServer, listener: MsrpListener, workdir: Path, target: str, *, challenged: bool
 ) -> str:
     """sipp's MSRP-only INVITE to sip:bob@127.0.0.1 sent to ``target``, ACK, BYE; checks
     the answer, the server's MSRP connection to the offer's path, and that no session
@@ -124,12 +133,16 @@ async def msrp_only_call(
         target=target,
         service="bob",  # bob is not even registered: the server is the other end
         keys={"msrp_port": str(listener.port), "msrp_session": "sippsess1"},
+        auth=SIPP_USER,
+        # the digest uri is the Request-URI (sipp's default is the target address)
+        extra_args=["-auth_uri", "bob@127.0.0.1"],
         timeout=20,
     )
     result = await run_sipp(sipp)
     assert result.ok, result.summary() + "\n" + result.messages()[-4000:]
     trace = result.messages()
     answer = trace[trace.index("SIP/2.0 200") :]
+    assert challenged == ("SIP/2.0 401" in trace), "401 (standalone) or none (via Kamailio)"
     assert re.search(r"^m=message \d+ TCP/MSRP \*", answer, re.M)
     path = re.search(r"^a=path:(msrp://127\.0\.0\.1:(\d+)/\S+;tcp)", answer, re.M)
     assert server.msrp is not None
@@ -153,7 +166,9 @@ async def msrp_only_call(
 async def test_msrp_only_invite_from_sipp(
     server: ImServer, msrp_listener: MsrpListener, tmp_path: Path
 ) -> None:
-    await msrp_only_call(server, msrp_listener, tmp_path / "sipp", server_target(server))
+    await msrp_only_call(
+        server, msrp_listener, tmp_path / "sipp", server_target(server), challenged=True
+    )
 
 
 async def test_msrp_only_invite_from_sipp_through_kamailio(
@@ -164,7 +179,7 @@ async def test_msrp_only_invite_from_sipp_through_kamailio(
     async with server_behind_kamailio(tmp_path) as frontend:
         kamailio = frontend.kamailio
         trace = await msrp_only_call(
-            frontend.server, msrp_listener, tmp_path / "sipp", kamailio.address
+            frontend.server, msrp_listener, tmp_path / "sipp", kamailio.address, challenged=False
         )
         assert re.search(rf"^Record-Route: <sip:127\.0\.0\.1:{kamailio.port};", trace, re.M)
         server_port = frontend.server.sip.local_address("udp")[1]
@@ -190,9 +205,12 @@ async def test_refused_invites_from_sipp(
         target=server_target(server),
         service=user,
         keys={"mline": mline},
+        auth=SIPP_USER,
+        extra_args=["-auth_uri", f"{user}@127.0.0.1"],
         timeout=15,
     )
     result = await run_sipp(sipp)
     assert result.ok, result.summary() + "\n" + result.messages()[-4000:]
-    assert final_status(result) and set(final_status(result)) == {expected}
+    # challenged first (who is asking is checked before what is asked), then refused
+    assert final_status(result) == [401, expected]
     assert len(server.legs) == 0

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from pyim.digest import DigestClient
 from pyim.server.app import ImServer
 from pyim.sip.stack import SipStack, StackConfig
 from pyim.sip.uri import NameAddr, SipUri
@@ -257,7 +258,8 @@ async def page_from(sip: SipStack, server: ImServer, sender: str, to: str, text:
         content_type="text/plain",
     )
     destination = sip.destination_for_uri(SipUri(scheme="sip", host=host, port=port))
-    response = await asyncio.wait_for(sip.send(request, destination), 10)
+    auth = DigestClient(sender, USERS[sender])  # the server knows the sender by its password
+    response = await asyncio.wait_for(sip.send(request, destination, auth=auth), 10)
     return response.status
 
 

@@ -114,10 +114,11 @@ def answer(
     accept_types: Sequence[str] = DEFAULT_ACCEPT_TYPES,
     tls_supported: bool = False,
     tls_path: Sequence[MsrpUri] | None = None,
+    local_path: Sequence[MsrpUri] = OUR_PATH,
 ) -> MsrpAnswer:
     return answer_msrp_offer(
         parse(offer),
-        local_path=OUR_PATH,
+        local_path=local_path,
         address="198.51.100.7",
         accept_types=accept_types,
         tls_supported=tls_supported,
@@ -483,6 +484,17 @@ def test_answer_picks_plain_stream_when_tls_is_not_supported() -> None:
     result = answer(tls_first)
     assert [m.port for m in result.sdp.media] == [0, 2856]
     assert result.message_index == 1
+
+
+def test_answer_from_a_tls_only_endpoint_refuses_plain_msrp() -> None:
+    """An endpoint whose path is msrps cannot take a TCP/MSRP stream: 488 (not a
+    ValueError), and a TLS stream in the same offer is taken instead."""
+    with pytest.raises(OfferRejected) as info:
+        answer(RFC4975_OFFER, local_path=OUR_TLS_PATH, tls_supported=True)
+    assert info.value.status == 488 and "TLS" in info.value.reason
+    msrps = RELAYED_OFFER.decode().splitlines()[5:]
+    result = answer(RFC4975_OFFER + crlf(*msrps), local_path=OUR_TLS_PATH, tls_supported=True)
+    assert result.tls and [m.port for m in result.sdp.media] == [0, 2857]
 
 
 def test_answer_mirrors_direction() -> None:

@@ -25,16 +25,15 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from ..digest import Algorithm, DigestServer, ha1
+from ..digest import Algorithm, DigestServer, Ok, Stale, ha1
 from ..msrp.session import SessionConfig
 from ..msrp.session_events import MessageReceived
 from ..msrp.transport import EndpointConfig, MsrpEndpoint
 from ..sip.chat import ChatError, ChatSession, ChatStack
 from ..sip.dialog import new_tag
-from ..sip.message import SipRequest, SipResponse
+from ..sip.message import SipResponse
 from ..sip.registrar import Registrar, RegistrarConfig
 from ..sip.registration import RegistrarService
-from ..sip.sdp import MSRP_PROTO, MSRPS_PROTO, SdpParseError, SessionDescription
 from ..sip.stack import IncomingRequest, SipStack, StackConfig
 from ..sip.transaction import ClientTransaction, Destination
 from ..sip.transport import TransportConfig
@@ -106,7 +105,9 @@ class ImServer(DeliveryTarget):
             RegistrarConfig(domains=tuple({config.domain, config.public_host, config.host}))
         )
         self._ha1: dict[tuple[str, Algorithm], str] = {}
-        self.digest = DigestServer(config.auth_realm, self._credentials)
+        self.digest = DigestServer(
+            config.auth_realm, self._credentials, algorithms=config.digest()
+        )
         limits = config.limits
         self.tls = config.tls()  # ConfigError when a certificate or key is not usable
         self.sip = SipStack(
@@ -168,7 +169,7 @@ class ImServer(DeliveryTarget):
             self.msrp,
             user="pyim",
             fallback=self._on_request,
-            screen=self._screen_offer if cfg.msrp.tls else self._screen,
+            screen=self._screen,
             session_config=self._session_config(),
         )
         await self.sip.start(
@@ -195,21 +196,6 @@ class ImServer(DeliveryTarget):
         )
         if (cfg.sip.tls >= 0 or cfg.msrp.tls) and cfg.sip.ca is None:
             log.warning("sip.ca not set: TLS connections the server opens are not verified")
-
-    def _screen_offer(self, request: SipRequest) -> tuple[int, str] | None:
-        """:meth:`_screen`, then, with MSRP over TLS only: 488 for an offer without a
-        ``TCP/TLS/MSRP`` stream (the SDP answer could not be made for it)."""
-        refusal = self._screen(request)
-        if refusal is not None:
-            return refusal
-        try:
-            offer = SessionDescription.parse(request.body)
-        except SdpParseError:
-            return None  # answered 400 by the chat stack
-        protos = {m.proto.upper() for m in offer.media if m.media.lower() == "message"}
-        if MSRP_PROTO in protos and MSRPS_PROTO not in protos:
-            return 488, "Not Acceptable Here (MSRP over TLS only: TCP/TLS/MSRP)"
-        return None
 
     def _session_config(self) -> SessionConfig:
         limits = self.config.limits
@@ -284,16 +270,51 @@ class ImServer(DeliveryTarget):
 
     # -- SIP requests --------------------------------------------------------------------
 
-    def _screen(self, request: SipRequest) -> tuple[int, str] | None:
-        """New INVITEs: only to users of this domain, within the session limit."""
-        target = self._aor(request.uri)
+    def _screen(self, incoming: IncomingRequest) -> bool:
+        """New INVITEs: from whom (:meth:`_authorized`), only to users of this domain,
+        within the session limit. False once answered."""
+        if not self._authorized(incoming):
+            return False
+        target = self._aor(incoming.request.uri)
         if target is None or not self.knows(target):
             self.metrics.failures.labels("unknown_user").inc()
-            return 404, "Not Found"
+            incoming.respond(404, "Not Found")
+            return False
         if len(self.legs) >= self.config.limits.max_sessions:
             self.metrics.failures.labels("too_many_sessions").inc()
-            return 503, "Service Unavailable (too many sessions)"
-        return None
+            incoming.respond(503, "Service Unavailable (too many sessions)")
+            return False
+        return True
+
+    def _authorized(self, incoming: IncomingRequest) -> bool:
+        """May this INVITE or MESSAGE come in? From a trusted proxy, yes (it
+        authenticated the sender). Behind a proxy, nothing else (403). Standalone,
+        the sender proves who it is with Digest (401 and a challenge) and sends as
+        itself: the From user is the authenticated user (403 otherwise). False once
+        answered."""
+        request = incoming.request
+        if incoming.source.host in self.config.trusted_proxies:
+            return True
+        if self._proxy is not None:
+            self.metrics.failures.labels("untrusted_source").inc()
+            incoming.respond(403, "Forbidden (requests come through the proxy)")
+            return False
+        value = request.headers.get("Authorization")
+        verdict = None
+        if value is not None:
+            verdict = self.digest.verify(value, method=request.method, uri=str(request.uri))
+        if not isinstance(verdict, Ok):
+            if value is not None and not isinstance(verdict, Stale):
+                self.metrics.failures.labels("auth").inc()
+            challenges = self.digest.challenge(stale=isinstance(verdict, Stale))
+            incoming.respond(401, headers=[("WWW-Authenticate", c) for c in challenges])
+            return False
+        sender = request.from_.uri
+        if sender.user != verdict.username or self._aor(sender) is None:
+            self.metrics.failures.labels("from_not_authenticated_user").inc()
+            incoming.respond(403, "Forbidden (From is not the authenticated user)")
+            return False
+        return True
 
     def _on_request(self, incoming: IncomingRequest) -> None:
         method = incoming.request.method
@@ -331,6 +352,8 @@ class ImServer(DeliveryTarget):
 
     async def _on_page(self, incoming: IncomingRequest) -> None:
         request = incoming.request
+        if not self._authorized(incoming):
+            return
         target = self._aor(request.uri)
         if target is None or not self.knows(target):
             self.metrics.failures.labels("unknown_user").inc()

@@ -6,7 +6,9 @@
     host = "0.0.0.0"                 # where it listens
     advertise = "im.example.test"    # the host put in Contact, Via and a=path
     # proxy = "sip:10.0.0.5:5060"    # behind Kamailio: users reached through it
-    # trusted_proxies = ["10.0.0.5"] # ... which replicates REGISTERs to us
+    # trusted_proxies = ["10.0.0.5"] # ... which replicates REGISTERs to us (and sends
+                                     # INVITE/MESSAGE, authenticated by it)
+    # digest_algorithms = ["SHA-256", "MD5"]  # REGISTER, INVITE, MESSAGE challenges
     store = "sqlite:///var/lib/pyim/pyim.db"     # sqlite://relative.db, postgresql://...
     log_level = "info"
 
@@ -63,6 +65,7 @@ from typing import Any
 
 from ..configfile import ConfigError as ConfigError  # re-exported: pyim.server.ConfigError
 from ..configfile import build_table, load_toml
+from ..digest import Algorithm, DigestError
 
 #: What ``pyim server`` runs with when given no file: everything on 127.0.0.1, two
 #: demo users, a store in the current folder.
@@ -120,11 +123,25 @@ class ServerConfig:
     # these addresses only) and we reach users through it, by AOR.
     proxy: str = ""
     trusted_proxies: tuple[str, ...] = ()
+    # Digest for REGISTER, INVITE and MESSAGE (challenged strongest first; the store
+    # keeps MD5 and SHA-256 HA1s). Only "MD5" for clients that cannot do SHA-256 and
+    # mishandle a second challenge (sipp).
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     sip: SipSettings = field(default_factory=SipSettings)
     msrp: MsrpSettings = field(default_factory=MsrpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     limits: Limits = field(default_factory=Limits)
     users: dict[str, str] = field(default_factory=dict)
+
+    def digest(self) -> tuple[Algorithm, ...]:
+        """The Digest algorithms to challenge with."""
+        try:
+            chosen = tuple(Algorithm.parse(name) for name in self.digest_algorithms)
+        except DigestError as exc:
+            raise ConfigError(f"server.digest_algorithms: {exc}") from None
+        if not chosen or not set(chosen) <= {Algorithm.MD5, Algorithm.SHA_256}:
+            raise ConfigError('server.digest_algorithms: "SHA-256" and/or "MD5"')
+        return tuple(dict.fromkeys(chosen))
 
     @property
     def public_host(self) -> str:
@@ -177,6 +194,7 @@ class ServerConfig:
         for f in dataclasses.fields(self.limits):
             if getattr(self.limits, f.name) <= 0:
                 raise ConfigError(f"limits.{f.name} must be positive")
+        self.digest()  # ConfigError for an unknown algorithm
         if self.proxy and not self.trusted_proxies:
             raise ConfigError("server.proxy needs server.trusted_proxies (who may REGISTER)")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -270,9 +288,9 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> ServerCo
         raise ConfigError("[server] must be a table")
     top: dict[str, Any] = {}
     for key, value in server.items():
-        if key == "trusted_proxies":
+        if key in ("trusted_proxies", "digest_algorithms"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError("server.trusted_proxies: expected a list of addresses")
+                raise ConfigError(f"server.{key}: expected a list of strings")
             top[key] = tuple(value)
             continue
         if key not in ("domain", "host", "advertise", "store", "log_level", "realm", "proxy"):

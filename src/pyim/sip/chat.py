@@ -150,11 +150,12 @@ class ChatStack:
         accept_types: tuple[str, ...] = (*DEFAULT_ACCEPT_TYPES, "*"),
         fallback: RequestHandler | None = None,
         setup_timeout: float = 30.0,
-        screen: Callable[[SipRequest], tuple[int, str] | None] | None = None,
+        screen: Callable[[IncomingRequest], bool] | None = None,
         session_config: SessionConfig | None = None,
     ) -> None:
-        """``screen`` sees each new INVITE before it is answered: None accepts it, a
-        ``(status, reason)`` refuses it (e.g. 404 for a user the server does not know).
+        """``screen`` sees each new INVITE before it is answered: True goes on with it;
+        False means it has answered it (a refusal such as 404 for a user the server
+        does not know, or a Digest challenge).
         ``session_config`` is used for every MSRP session (default: the endpoint's)."""
         self.sip = sip
         self.msrp = msrp
@@ -283,11 +284,8 @@ class ChatStack:
         if req.mime_type != "application/sdp" or not req.body:
             incoming.respond(488, "Not Acceptable Here (an SDP offer with m=message is needed)")
             return
-        if self.screen is not None:
-            refusal = self.screen(req)
-            if refusal is not None:
-                incoming.respond(*refusal)
-                return
+        if self.screen is not None and not self.screen(incoming):
+            return
         msrp_session = self.msrp.new_session(self.session_config)
         try:
             offer = SessionDescription.parse(req.body)

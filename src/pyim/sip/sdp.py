@@ -761,6 +761,8 @@ def answer_msrp_offer(
             tls = media.proto.upper() == MSRPS_PROTO
             path = tls_path if tls and tls_path is not None else local_path
             try:
+                if not tls and path and path[-1].is_secure:
+                    raise _Unacceptable("MSRP over TLS only (TCP/TLS/MSRP), not TCP/MSRP")
                 remote, local, active = _accept_msrp(
                     media, tls, tls_supported, path, accept_types, accept_wrapped_types, max_size
                 )
