@@ -139,6 +139,21 @@ async def test_invite_and_message_need_the_senders_credentials(
     assert await server.store.depth(BOB) == 1
 
 
+async def test_a_challenged_invite_goes_on_from_its_retry(server: ImServer, alice: User) -> None:
+    """After the 401 the INVITE goes again with CSeq + 1: the dialog, its ACK and the
+    BYE go on from that one (an ACK or BYE with the first CSeq would not match: the
+    server would keep the session, retransmit its 200 and hang up after 32 s)."""
+    session = await alice.call("bob")
+    assert session.dialog.local_seq == 2
+    assert server.chat is not None and len(server.chat._sessions) == 1
+    await session.close()  # BYE, CSeq 3
+    for _ in range(100):
+        if not server.chat._sessions and len(server.legs) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert not server.chat._sessions and len(server.legs) == 0
+
+
 async def test_behind_a_proxy_only_the_proxy_may_send(tmp_path: Path) -> None:
     """In behind-Kamailio mode requests come through the proxy (which authenticated
     them): an INVITE or MESSAGE from any other address is 403, even with a password."""

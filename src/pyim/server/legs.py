@@ -31,7 +31,7 @@ def aor_of(address: NameAddr) -> str:
     return f"sip:{uri.user}@{uri.host}" if uri.user else f"sip:{uri.host}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Leg:
     """One open chat session with a device (``owner``'s), for ``other``."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class StreamRelay:
         self.stats = {"relayed": 0, "gathered": 0, "refused": 0}
 
     def attach(self, leg: Leg) -> None:
-        leg.session.msrp.on_stream = lambda event: self.on_event(leg, event)
+        leg.session.msrp.on_stream = functools.partial(self.on_event, leg)  # (no closure)
 
     def on_event(self, leg: Leg, event: StreamEvent) -> None:
         key = (id(leg), event.message_id)

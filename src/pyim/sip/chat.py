@@ -217,10 +217,18 @@ class ChatStack:
             content_type="application/sdp",
             headers=[("Contact", str(self.sip.contact(dest.transport, self.user)))],
         )
+        sent: list[SipRequest] = []  # the INVITE as last sent (after a challenge: CSeq + 1)
+
+        def started(tx: ClientTransaction) -> None:
+            sent.append(tx.request)
+            if on_transaction is not None:
+                on_transaction(tx)
+
         try:
-            response = await self.sip.send(invite, dest, auth=auth, on_transaction=on_transaction)
+            response = await self.sip.send(invite, dest, auth=auth, on_transaction=started)
             if not 200 <= response.status < 300:
                 raise ChatError(response.status, response.reason)
+            invite = sent[-1] if sent else invite  # the dialog and the ACK are of this one
             dialog = Dialog.as_uac(invite, response)
             self.sip.ack(dialog.ack(invite), invite, self._hop(dialog, dest))
             try:
