@@ -272,3 +272,39 @@ async def test_several_sessions_share_one_connection() -> None:
     finally:
         await alice_ep.close()
         await bob_ep.close()
+
+
+async def test_a_stalled_tls_handshake_is_closed_after_the_timeout(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = tls
+    config = EndpointConfig(tls_handshake_timeout=1.0)
+    bob_ep = await MsrpEndpoint.create(config=config, ssl_server=server_ctx, ssl_client=client_ctx)
+    alice_ep = await MsrpEndpoint.create(ssl_server=server_ctx, ssl_client=client_ctx)
+    stalled = [await asyncio.open_connection("127.0.0.1", bob_ep.port) for _ in range(2)]
+    stalled[1][1].write(bytes(range(256)))  # not a ClientHello: fails at once
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        # meanwhile a real client is served
+        alice, bob = alice_ep.new_session(), bob_ep.new_session()
+        await asyncio.gather(
+            alice.start(bob.path, active=True, timeout=5),
+            bob.start(alice.path, active=False, timeout=5),
+        )
+        assert (await asyncio.wait_for(alice.send("text/plain", b"hi"), 5)).status == "sent"
+        assert (await asyncio.wait_for(bob.receive(), 5)).body == b"hi"
+        assert len(bob_ep._connections) == 1  # the two others never counted
+        assert await asyncio.wait_for(stalled[0][0].read(), 5) == b""  # closed by bob...
+        assert 0.8 < loop.time() - started < 3.0  # ... after about the timeout
+        for _ in range(40):  # both counted once their time is up (timeout + grace)
+            if bob_ep.stats["tls_handshake_failures"] == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert bob_ep.stats["tls_handshake_failures"] == 2
+        assert bob_ep.handshakes_pending == 0
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await alice_ep.close()
+        await bob_ep.close()

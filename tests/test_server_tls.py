@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import ssl
@@ -35,12 +36,14 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import generate_latest
 
+import pyim.server.app as app_module
 from peers import LOOPBACK, free_port
-from pyim.msrp.transport import MsrpEndpoint
+from pyim.msrp.transport import EndpointConfig, MsrpEndpoint
 from pyim.server.app import ImServer
 from pyim.server.config import ConfigError, MsrpSettings, ServerConfig, SipSettings, load_config
 from pyim.sip.chat import ChatError, ChatStack
 from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
+from pyim.sip.transport import TransportConfig
 from pyim.sip.uri import SipUri
 from pyim.ua.cpim import parse_cpim
 from server_harness import DOMAIN, FAST, USERS, User, running_server, server_config
@@ -389,9 +392,10 @@ def listener_errors(server: ImServer, listener: str, kind: str) -> float:
 async def test_hostile_input_at_the_tls_listeners(
     tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # asyncio drops a TLS handshake that has not finished after this long (60 s by
-    # default, which the transports keep): shortened so that the test sees it
-    monkeypatch.setattr(asyncio.constants, "SSL_HANDSHAKE_TIMEOUT", 1.0)
+    # the listeners drop a TLS handshake that has not finished after this long (10 s
+    # by default): shortened so that the test sees it
+    for name, config in (("TransportConfig", TransportConfig), ("EndpointConfig", EndpointConfig)):
+        monkeypatch.setattr(app_module, name, functools.partial(config, tls_handshake_timeout=1.0))
     async with running_server(tls_config(tmp_path, pki)) as server:
         assert server.msrp is not None
         sip_port = server.sip.local_address("tls")[1]
@@ -415,6 +419,12 @@ async def test_hostile_input_at_the_tls_listeners(
         for reader, writer in stalled:
             assert await asyncio.wait_for(reader.read(), 10) == b""
             writer.close()
+        for stats in (server.sip.transport.stats, server.msrp.stats):
+            for _ in range(30):  # counted once their time is up
+                if stats["tls_handshake_failures"] >= 3:  # 2 garbage, 1 stalled
+                    break
+                await asyncio.sleep(0.1)
+            assert stats["tls_handshake_failures"] == 3
 
         # after a good handshake, bad input is the listeners' own business: counted
         before = listener_errors(server, "sip", "stream_errors")

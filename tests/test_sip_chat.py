@@ -178,3 +178,18 @@ async def test_reinvite_and_update_refresh_the_target_and_keep_the_session(
     assert (await asyncio.wait_for(alice.sip.send(stale), 5)).status == 500
     assert (await asyncio.wait_for(outgoing.send("still on"), 5)).status == "delivered"
     assert (await asyncio.wait_for(incoming.receive(), 5)).body == b"still on"
+
+
+async def test_an_invite_to_a_sips_target_without_a_tls_listener_is_a_chat_error(
+    pair: tuple[ChatStack, ChatStack],
+) -> None:
+    alice, bob = pair  # UDP and TCP only
+    host, port = bob.sip.local_address("tcp")
+    for target in (
+        SipUri(scheme="sips", user="bob", host=host, port=port),
+        SipUri(scheme="sip", user="bob", host=host, port=port, params=(("transport", "tls"),)),
+    ):
+        with pytest.raises(ChatError) as info:
+            await asyncio.wait_for(alice.invite(target), 5)
+        assert info.value.status == 503 and "no TLS transport" in str(info.value)
+    assert bob.sip.stats["in_INVITE"] == 0 and bob.incoming.empty()

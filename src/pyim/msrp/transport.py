@@ -47,6 +47,8 @@ StreamEvent = StreamStarted | StreamData | StreamEnded | MessageAborted
 
 log = logging.getLogger(__name__)
 
+HANDSHAKE_GRACE = 0.5  # after tls_handshake_timeout, a handshake not done has failed
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
@@ -77,6 +79,8 @@ class EndpointConfig:
     write_high_water: int = 256 * 1024
     max_connections: int = 1024
     incoming_queue: int = 256  # messages held for a slow reader before reading pauses
+    # a TLS handshake (either side) not done by then: closed (asyncio's default is 60 s)
+    tls_handshake_timeout: float = 10.0
 
 
 class MsrpConnectionProtocol(asyncio.Protocol):
@@ -101,12 +105,15 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         self._pump_scheduled = False
         self.peer: str = "?"
         self.keep_open = False  # a connection to one's relay outlives its sessions
+        self.handshake: asyncio.TimerHandle | None = None  # accepted TLS: its deadline
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.handshake is not None:  # (TLS: the handshake is over)
+            self.endpoint._handshake_done(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         high = self.endpoint.config.write_high_water
@@ -266,6 +273,7 @@ class MsrpEndpoint:
         self._connections: set[MsrpConnectionProtocol] = set()
         self._outbound: dict[tuple[str, int, bool], MsrpConnectionProtocol] = {}
         self._relays: dict[tuple[MsrpUri, ...], MsrpConnectionProtocol] = {}
+        self._handshaking: set[MsrpConnectionProtocol] = set()  # accepted TLS, in handshake
         self.stats: Counter[str] = Counter()
 
     @classmethod
@@ -278,14 +286,56 @@ class MsrpEndpoint:
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
     ) -> MsrpEndpoint:
-        """Start listening on ``host:port`` (TLS, scheme ``msrps``, when ``ssl_server``)."""
+        """Start listening on ``host:port`` (TLS, scheme ``msrps``, when ``ssl_server``).
+
+        A TLS handshake must be over within ``config.tls_handshake_timeout``; asyncio
+        runs it before ``connection_made``, so a connection counts against
+        ``max_connections`` only after it, and those that fail or time out are counted
+        (``tls_handshake_failures``) when their time is up."""
         self = cls(host, config or EndpointConfig(), ssl_server, ssl_client)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: MsrpConnectionProtocol(self, accepted=True), host, port, ssl=ssl_server
-        )
+        if ssl_server is None:
+            self._server = await loop.create_server(
+                lambda: MsrpConnectionProtocol(self, accepted=True), host, port
+            )
+        else:
+            self._server = await loop.create_server(
+                self._accept_tls,
+                host,
+                port,
+                ssl=ssl_server,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout,
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def _accept_tls(self) -> MsrpConnectionProtocol:
+        """The protocol of an accepted TLS connection, watched until its handshake is
+        over (asyncio tells nothing of a handshake that fails or times out)."""
+        protocol = MsrpConnectionProtocol(self, accepted=True)
+        protocol.handshake = protocol.loop.call_later(
+            self.config.tls_handshake_timeout + HANDSHAKE_GRACE, self._handshake_lapsed, protocol
+        )
+        self._handshaking.add(protocol)
+        return protocol
+
+    def _handshake_done(self, protocol: MsrpConnectionProtocol) -> None:
+        if protocol.handshake is not None:
+            protocol.handshake.cancel()
+            protocol.handshake = None
+        self._handshaking.discard(protocol)
+
+    def _handshake_lapsed(self, protocol: MsrpConnectionProtocol) -> None:
+        protocol.handshake = None
+        self._handshaking.discard(protocol)
+        if protocol.transport is None:  # asyncio closed it: failed or timed out
+            self.stats["tls_handshake_failures"] += 1
+            log.info("MSRP: a TLS handshake failed or timed out")
+
+    @property
+    def handshakes_pending(self) -> int:
+        """Accepted TLS connections whose handshake is not over (nor known failed)."""
+        return len(self._handshaking)
 
     def new_session(
         self,
@@ -388,16 +438,21 @@ class MsrpEndpoint:
         if protocol is not None and not protocol.closed.is_set():
             return protocol
         loop = asyncio.get_running_loop()
-        ctx: ssl.SSLContext | None = None
+
+        def factory() -> MsrpConnectionProtocol:
+            return MsrpConnectionProtocol(self, accepted=False)
+
         if uri.scheme == "msrps":
-            ctx = self.ssl_client or ssl.create_default_context()
-        _, proto = await loop.create_connection(
-            lambda: MsrpConnectionProtocol(self, accepted=False),
-            uri.host,
-            uri.port,
-            ssl=ctx,
-            server_hostname=uri.host if ctx else None,
-        )
+            _, proto = await loop.create_connection(
+                factory,
+                uri.host,
+                uri.port,
+                ssl=self.ssl_client or ssl.create_default_context(),
+                server_hostname=uri.host,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout,
+            )
+        else:
+            _, proto = await loop.create_connection(factory, uri.host, uri.port)
         self._outbound[key] = proto
         return proto
 
@@ -405,6 +460,8 @@ class MsrpEndpoint:
         """Close every session and connection, then the listener."""
         for session in list(self._sessions.values()):
             await session.close()
+        for protocol in list(self._handshaking):
+            self._handshake_done(protocol)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

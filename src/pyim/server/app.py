@@ -112,7 +112,8 @@ class ImServer(DeliveryTarget):
         self.tls = config.tls()  # ConfigError when a certificate or key is not usable
         self.sip = SipStack(
             StackConfig(
-                host=config.public_host,
+                host=config.public_host,  # in Via and Contact
+                bind_host=config.host,  # where the listeners are
                 transport=TransportConfig(
                     max_connections=limits.sip_connections,
                     max_connections_per_ip=limits.sip_connections_per_ip,

@@ -19,6 +19,7 @@ LISTENER_ERRORS = frozenset(
         "closed_slow_reader",
         "closed_bad_input",
         "closed_timeout",
+        "tls_handshake_failures",
     }
 )
 

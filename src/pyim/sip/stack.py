@@ -76,9 +76,15 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = ("timer", "path", "outbound")
 
 @dataclass(slots=True)
 class StackConfig:
-    """What a stack needs to know about itself (safe defaults for 127.0.0.1)."""
+    """What a stack needs to know about itself (safe defaults for 127.0.0.1).
+
+    ``host`` is the name others reach us by (Via, Contact, Call-ID) and, unless
+    ``bind_host`` is set, where the listeners bind; ``bind_host`` binds elsewhere
+    (``0.0.0.0``, an interface address) while Via and Contact still carry ``host``.
+    """
 
     host: str = "127.0.0.1"
+    bind_host: str | None = None
     user_agent: str = "pyim/0.1"
     timers: TimerConfig = field(default_factory=TimerConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
@@ -194,7 +200,7 @@ class SipStack:
         self._pending: dict[int, _Pending] = {}
         self._retransmits: dict[tuple[str, int], _Retransmit] = {}
         # the ACKs of 2xx we sent, for re-ACKs, until they expire (in _ack_expiry order)
-        self._acks: dict[tuple[str, str, str], tuple[bytes, Destination, float]] = {}
+        self._acks: dict[tuple[str, str, str], tuple[bytes, Destination, float, str | None]] = {}
         self._ack_expiry: deque[tuple[float, tuple[str, str, str]]] = deque()
         self._acks_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -212,7 +218,7 @@ class SipStack:
     ) -> None:
         """Listen on the given ports (0: any free port; None: not at all)."""
         self._loop = asyncio.get_running_loop()
-        host = self.config.host
+        host = self.config.bind_host or self.config.host
         if udp is not None:
             await self.transport.listen_udp(host, udp)
         if tcp is not None:
@@ -248,10 +254,23 @@ class SipStack:
         return self._loop
 
     def local_address(self, transport: str) -> tuple[str, int]:
+        """The address a listener is bound to (KeyError: no such listener)."""
         return self.transport.local[transport]
 
+    def advertised_address(self, transport: str) -> tuple[str, int]:
+        """The address Via and Contact carry for a listener: its port, and
+        ``config.host`` when the stack binds elsewhere (``bind_host``)."""
+        host, port = self.transport.local[transport]
+        if self.config.bind_host is not None:
+            host = self.config.host
+        return host, port
+
     def contact(self, transport: str, user: str | None = None) -> NameAddr:
-        """Our Contact for a transport: ``<sip:user@host:port;transport=...>``."""
+        """Our Contact for a transport: ``<sip:user@host:port;transport=...>``.
+
+        Without a listener of that transport, the Contact of one we have: a request
+        to send over it fails anyway (503, :meth:`send`), and a Contact is no reason
+        to raise.  RuntimeError when the stack listens on nothing."""
         return self._contact(transport, user)[0]
 
     def contact_text(self, transport: str, user: str | None = None) -> str:
@@ -259,7 +278,8 @@ class SipStack:
         return self._contact(transport, user)[1]
 
     def _contact(self, transport: str, user: str | None) -> tuple[NameAddr, str]:
-        host, port = self.local_address(transport)
+        transport = self._listening(transport)
+        host, port = self.advertised_address(transport)
         key = (transport, user, host, port)
         known = self._contacts.get(key)
         if known is not None:
@@ -276,6 +296,16 @@ class SipStack:
             self._contacts.clear()
         made = self._contacts[key] = (contact, str(contact))
         return made
+
+    def _listening(self, transport: str) -> str:
+        """``transport`` if we listen on it, else another we do (UDP first)."""
+        local = self.transport.local
+        if transport in local:
+            return transport
+        for other in ("udp", "tcp", "tls"):
+            if other in local:
+                return other
+        raise RuntimeError("the SIP stack has no listener (start() it first)")
 
     # -- building requests ---------------------------------------------------------------
 
@@ -337,7 +367,9 @@ class SipStack:
 
         A 401/407 is answered once (or again on ``stale``) with ``auth``'s credentials:
         the request goes out anew with CSeq + 1.  Timeouts come back as 408, transport
-        failures as 503, as §8.1.3 says.
+        failures as 503, as §8.1.3 says: among them a transport we do not listen on
+        (``503 Service Unavailable (no TLS transport)``: no Via or Contact of ours
+        could name it).
         """
         dest = destination or self.destination_for(request)
         had_credentials = False
@@ -409,7 +441,7 @@ class SipStack:
         key = (invite.call_id, invite.from_.tag or "", str(invite.cseq.seq))
         timers = self.config.timers
         expires = self.loop.time() + timers.timeout + timers.T4
-        self._acks[key] = (request.encode(), destination, expires)
+        self._acks[key] = (request.encode(), destination, expires, request.to.tag)
         self._ack_expiry.append((expires, key))
         if self._acks_timer is None:
             self._acks_timer = self.loop.call_at(expires, self._expire_acks)
@@ -441,9 +473,7 @@ class SipStack:
         self, request: SipRequest, destination: Destination, *, proxied: bool = False
     ) -> None:
         """Put our Via on top: the only one (a UA), or above the others (a proxy, §16.6)."""
-        host, port = self.local_address(
-            destination.transport if destination.transport in self.transport.local else "udp"
-        )
+        host, port = self.advertised_address(self._listening(destination.transport))
         via = Via(
             transport=destination.transport.upper(),
             host=host,
@@ -574,8 +604,11 @@ class SipStack:
             elif isinstance(event, TransactionTimeout | TransportError):
                 tx = event.transaction
                 if isinstance(tx, ClientTransaction):
-                    status = 408 if isinstance(event, TransactionTimeout) else 503
-                    self._resolve(tx, tx.request.response(status))
+                    if isinstance(event, TransactionTimeout):
+                        self._resolve(tx, tx.request.response(408))
+                    else:
+                        reason = f"Service Unavailable ({event.reason})"
+                        self._resolve(tx, tx.request.response(503, reason))
             elif isinstance(event, MessageDiscarded):
                 self.stats["discarded"] += 1
         self._arm()
@@ -653,6 +686,11 @@ class SipStack:
             if pending is not None and pending.on_provisional is not None:
                 pending.on_provisional(response)
             return
+        if id(tx) not in self._pending:
+            # a 2xx retransmitted while the INVITE transaction is Accepted (RFC 6026):
+            # the TU has the first one; this one is answered with its ACK again
+            self._reack(response)
+            return
         self._resolve(tx, response)
 
     def _resolve(self, tx: ClientTransaction, response: SipResponse) -> None:
@@ -662,12 +700,23 @@ class SipStack:
 
     def _on_stray(self, response: SipResponse) -> None:
         """A retransmitted 2xx after our INVITE transaction ended: send the ACK again."""
+        self._reack(response)
+
+    def _reack(self, response: SipResponse) -> None:
+        """A retransmitted 2xx to an INVITE we ACKed gets the same ACK (§13.2.2.4);
+        one from another fork (another To tag) or not ACKed yet gets nothing here."""
+        if not 200 <= response.status < 300:
+            return
         try:
+            if response.cseq.method != "INVITE":
+                return
             key = (response.call_id, response.from_.tag or "", str(response.cseq.seq))
+            to_tag = response.to.tag
         except HeaderError:
             return
         ack = self._acks.get(key)
-        if ack is not None and response.cseq.method == "INVITE" and 200 <= response.status < 300:
+        if ack is not None and ack[3] == to_tag:
+            self.stats["acks_resent"] += 1
             self.transport.send(ack[0], ack[1])
 
     def forget_ack(self, call_id: str, from_tag: str, seq: int) -> None:

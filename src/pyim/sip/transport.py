@@ -10,6 +10,13 @@ message is a retransmission, where a response goes) is the sans-IO core's work.
 Connections are found again by the peer's address, so responses and further
 requests to a peer that connected to us reuse its connection (RFC 3261 §18.2.2,
 RFC 5923 in spirit); a request to a peer without one opens a new connection.
+Nothing is sent over a transport we do not listen on (our Via could not name it):
+that is a send failure ("no TLS transport").
+
+A TLS handshake must finish within ``tls_handshake_timeout`` (asyncio's own default
+is 60 s).  asyncio runs it before ``connection_made``, so a connection counts against
+the connection limits only once its handshake is over; those that fail or time out
+are counted (``tls_handshake_failures``) when their time is up.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from .transaction_client import Destination as Peer
 log = logging.getLogger(__name__)
 
 SipMessage = SipRequest | SipResponse
+HANDSHAKE_GRACE = 0.5  # after tls_handshake_timeout, a handshake not done has failed
 
 
 @dataclass(slots=True)
@@ -43,6 +51,7 @@ class TransportConfig:
     max_connections_per_ip: int = 256
     idle_timeout: float = 600.0  # a stream connection with no traffic this long closes
     connect_timeout: float = 10.0
+    tls_handshake_timeout: float = 10.0  # a TLS handshake (either side) not done by then: closed
     write_high_water: int = 1024 * 1024  # a peer that does not read is dropped past this
     # SO_RCVBUF of the UDP socket (the kernel caps it at net.core.rmem_max): datagrams
     # that arrive while the event loop is busy (a GC pass, a burst) wait there instead
@@ -106,11 +115,14 @@ class _Stream(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.last_activity = self.loop.time()
         self.closed = asyncio.Event()
+        self.handshake: asyncio.TimerHandle | None = None  # accepted TLS: its deadline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a cast, not an isinstance check: uvloop's TCPTransport is no asyncio.Transport
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        if self.handshake is not None:  # (TLS: the handshake is over)
+            self.layer._handshake_done(self)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
         transport.set_write_buffer_limits(high=self.layer.config.write_high_water)
@@ -193,6 +205,7 @@ class SipTransportLayer:
         self._by_address: dict[tuple[str, str, int], _Stream] = {}
         self._pending: dict[tuple[str, str, int], asyncio.Task[_Stream | None]] = {}
         self._per_ip: Counter[str] = Counter()
+        self._handshaking: set[_Stream] = set()  # accepted TLS connections in handshake
         self._idle_task: asyncio.Task[None] | None = None
 
     # -- listeners -------------------------------------------------------------------
@@ -218,12 +231,49 @@ class SipTransportLayer:
         self, name: str, host: str, port: int, ctx: ssl.SSLContext | None
     ) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Stream(self, name), host, port, ssl=ctx)
+        if ctx is None:
+            server = await loop.create_server(lambda: _Stream(self, name), host, port)
+        else:
+            server = await loop.create_server(
+                lambda: self._accept_tls(name),
+                host,
+                port,
+                ssl=ctx,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout,
+            )
         self._servers.append(server)
         self.local[name] = server.sockets[0].getsockname()[:2]
         if self._idle_task is None:
             self._idle_task = asyncio.create_task(self._reap_idle())
         return self.local[name]
+
+    def _accept_tls(self, name: str) -> _Stream:
+        """The protocol of an accepted TLS connection, watched until its handshake is
+        over (asyncio tells nothing of a handshake that fails or times out)."""
+        stream = _Stream(self, name)
+        stream.handshake = stream.loop.call_later(
+            self.config.tls_handshake_timeout + HANDSHAKE_GRACE, self._handshake_lapsed, stream
+        )
+        self._handshaking.add(stream)
+        return stream
+
+    def _handshake_done(self, stream: _Stream) -> None:
+        if stream.handshake is not None:
+            stream.handshake.cancel()
+            stream.handshake = None
+        self._handshaking.discard(stream)
+
+    def _handshake_lapsed(self, stream: _Stream) -> None:
+        stream.handshake = None
+        self._handshaking.discard(stream)
+        if stream.transport is None:  # asyncio closed it: failed or timed out
+            self.stats["tls_handshake_failures"] += 1
+            log.info("SIP %s: a TLS handshake failed or timed out", stream.name)
+
+    @property
+    def handshakes_pending(self) -> int:
+        """Accepted TLS connections whose handshake is not over (nor known failed)."""
+        return len(self._handshaking)
 
     # -- input -----------------------------------------------------------------------
 
@@ -244,6 +294,9 @@ class SipTransportLayer:
     def send(self, data: bytes, peer: Peer) -> None:
         """Send one message; failures come back through ``on_failure``."""
         self.stats["messages_out"] += 1
+        if peer.transport not in self.local:
+            self._fail(peer, f"no {peer.transport.upper()} transport")
+            return
         if peer.transport == "udp":
             if self._udp is None or self._udp.transport is None:
                 self._fail(peer, "no UDP listener")
@@ -263,20 +316,23 @@ class SipTransportLayer:
 
     async def _connect(self, peer: Peer) -> _Stream | None:
         loop = asyncio.get_running_loop()
-        ctx = None
+
+        def factory() -> _Stream:
+            return _Stream(self, peer.transport)
+
         if peer.transport == "tls":
-            ctx = self.ssl_client or ssl.create_default_context()
-        try:
-            _, stream = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Stream(self, peer.transport),
-                    peer.host,
-                    peer.port,
-                    ssl=ctx,
-                    server_hostname=peer.host if ctx else None,
-                ),
-                self.config.connect_timeout,
+            connect = loop.create_connection(
+                factory,
+                peer.host,
+                peer.port,
+                ssl=self.ssl_client or ssl.create_default_context(),
+                server_hostname=peer.host,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout,
             )
+        else:
+            connect = loop.create_connection(factory, peer.host, peer.port)
+        try:
+            _, stream = await asyncio.wait_for(connect, self.config.connect_timeout)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.info("SIP %s connection to %s failed: %s", peer.transport, peer.address, exc)
             return None
@@ -345,6 +401,8 @@ class SipTransportLayer:
                 await self._idle_task
         for task in list(self._pending.values()):
             task.cancel()
+        for stream in list(self._handshaking):
+            self._handshake_done(stream)
         for server in self._servers:
             server.close()
         for stream in list(self._streams.values()):
