@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..digest import DigestClient
+from ..tlswatch import HandshakeWatch
 from .auth import AuthClient, RelayAuthError, RelayGrant
 from .connection import MsrpConnection, WrongConnection
 from .frame import Frame, new_tid
@@ -46,8 +47,6 @@ from .uri import MsrpUri
 StreamEvent = StreamStarted | StreamData | StreamEnded | MessageAborted
 
 log = logging.getLogger(__name__)
-
-HANDSHAKE_GRACE = 0.5  # after tls_handshake_timeout, a handshake not done has failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +112,7 @@ class MsrpConnectionProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if self.handshake is not None:  # (TLS: the handshake is over)
-            self.endpoint._handshake_done(self)
+            self.endpoint._handshakes.done(self)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         high = self.endpoint.config.write_high_water
@@ -273,8 +272,8 @@ class MsrpEndpoint:
         self._connections: set[MsrpConnectionProtocol] = set()
         self._outbound: dict[tuple[str, int, bool], MsrpConnectionProtocol] = {}
         self._relays: dict[tuple[MsrpUri, ...], MsrpConnectionProtocol] = {}
-        self._handshaking: set[MsrpConnectionProtocol] = set()  # accepted TLS, in handshake
         self.stats: Counter[str] = Counter()
+        self._handshakes = HandshakeWatch(config.tls_handshake_timeout, self.stats, "MSRP")
 
     @classmethod
     async def create(
@@ -312,30 +311,12 @@ class MsrpEndpoint:
     def _accept_tls(self) -> MsrpConnectionProtocol:
         """The protocol of an accepted TLS connection, watched until its handshake is
         over (asyncio tells nothing of a handshake that fails or times out)."""
-        protocol = MsrpConnectionProtocol(self, accepted=True)
-        protocol.handshake = protocol.loop.call_later(
-            self.config.tls_handshake_timeout + HANDSHAKE_GRACE, self._handshake_lapsed, protocol
-        )
-        self._handshaking.add(protocol)
-        return protocol
-
-    def _handshake_done(self, protocol: MsrpConnectionProtocol) -> None:
-        if protocol.handshake is not None:
-            protocol.handshake.cancel()
-            protocol.handshake = None
-        self._handshaking.discard(protocol)
-
-    def _handshake_lapsed(self, protocol: MsrpConnectionProtocol) -> None:
-        protocol.handshake = None
-        self._handshaking.discard(protocol)
-        if protocol.transport is None:  # asyncio closed it: failed or timed out
-            self.stats["tls_handshake_failures"] += 1
-            log.info("MSRP: a TLS handshake failed or timed out")
+        return self._handshakes.watch(MsrpConnectionProtocol(self, accepted=True))
 
     @property
     def handshakes_pending(self) -> int:
         """Accepted TLS connections whose handshake is not over (nor known failed)."""
-        return len(self._handshaking)
+        return len(self._handshakes)
 
     def new_session(
         self,
@@ -460,8 +441,7 @@ class MsrpEndpoint:
         """Close every session and connection, then the listener."""
         for session in list(self._sessions.values()):
             await session.close()
-        for protocol in list(self._handshaking):
-            self._handshake_done(protocol)
+        self._handshakes.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

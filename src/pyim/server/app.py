@@ -105,9 +105,7 @@ class ImServer(DeliveryTarget):
             RegistrarConfig(domains=tuple({config.domain, config.public_host, config.host}))
         )
         self._ha1: dict[tuple[str, Algorithm], str] = {}
-        self.digest = DigestServer(
-            config.auth_realm, self._credentials, algorithms=config.digest()
-        )
+        self.digest = DigestServer(config.auth_realm, self._credentials, algorithms=config.digest())
         limits = config.limits
         self.tls = config.tls()  # ConfigError when a certificate or key is not usable
         self.sip = SipStack(

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..tlswatch import HandshakeWatch
 from .message import SipRequest, SipResponse
 from .parser import KeepAlive, SipLimits, SipParseError, StreamFramer, parse_message
 from .transaction_client import Destination as Peer
@@ -39,7 +40,6 @@ from .transaction_client import Destination as Peer
 log = logging.getLogger(__name__)
 
 SipMessage = SipRequest | SipResponse
-HANDSHAKE_GRACE = 0.5  # after tls_handshake_timeout, a handshake not done has failed
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ class _Stream(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         if self.handshake is not None:  # (TLS: the handshake is over)
-            self.layer._handshake_done(self)
+            self.layer._handshakes.done(self)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer(self.name, host, port, self.conn_id)
         transport.set_write_buffer_limits(high=self.layer.config.write_high_water)
@@ -205,7 +205,7 @@ class SipTransportLayer:
         self._by_address: dict[tuple[str, str, int], _Stream] = {}
         self._pending: dict[tuple[str, str, int], asyncio.Task[_Stream | None]] = {}
         self._per_ip: Counter[str] = Counter()
-        self._handshaking: set[_Stream] = set()  # accepted TLS connections in handshake
+        self._handshakes = HandshakeWatch(self.config.tls_handshake_timeout, self.stats, "SIP tls")
         self._idle_task: asyncio.Task[None] | None = None
 
     # -- listeners -------------------------------------------------------------------
@@ -250,30 +250,12 @@ class SipTransportLayer:
     def _accept_tls(self, name: str) -> _Stream:
         """The protocol of an accepted TLS connection, watched until its handshake is
         over (asyncio tells nothing of a handshake that fails or times out)."""
-        stream = _Stream(self, name)
-        stream.handshake = stream.loop.call_later(
-            self.config.tls_handshake_timeout + HANDSHAKE_GRACE, self._handshake_lapsed, stream
-        )
-        self._handshaking.add(stream)
-        return stream
-
-    def _handshake_done(self, stream: _Stream) -> None:
-        if stream.handshake is not None:
-            stream.handshake.cancel()
-            stream.handshake = None
-        self._handshaking.discard(stream)
-
-    def _handshake_lapsed(self, stream: _Stream) -> None:
-        stream.handshake = None
-        self._handshaking.discard(stream)
-        if stream.transport is None:  # asyncio closed it: failed or timed out
-            self.stats["tls_handshake_failures"] += 1
-            log.info("SIP %s: a TLS handshake failed or timed out", stream.name)
+        return self._handshakes.watch(_Stream(self, name))
 
     @property
     def handshakes_pending(self) -> int:
         """Accepted TLS connections whose handshake is not over (nor known failed)."""
-        return len(self._handshaking)
+        return len(self._handshakes)
 
     # -- input -----------------------------------------------------------------------
 
@@ -401,8 +383,7 @@ class SipTransportLayer:
                 await self._idle_task
         for task in list(self._pending.values()):
             task.cancel()
-        for stream in list(self._handshaking):
-            self._handshake_done(stream)
+        self._handshakes.close()
         for server in self._servers:
             server.close()
         for stream in list(self._streams.values()):
