@@ -284,3 +284,28 @@ async def test_two_pyim_relays_in_a_row(tmp_path: Path, ca: trustme.CA, between:
         assert one.stats["connections_opened"] + two.stats["connections_opened"] >= 1
         await ep_a.close()
         await ep_b.close()
+
+
+async def test_stalled_tls_handshakes_are_closed_and_counted(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """A client that starts a TLS handshake and stops holds a socket only until
+    ``limits.tls_handshake_timeout``; the failure is counted, others are served."""
+    partial_hello = bytes.fromhex("1603010200010001fc0303") + b"\x00" * 8
+    async with running_relay(tls_config(tmp_path, ca, tls_handshake_timeout=1.0)) as relay:
+        uri = relay.uris[0]
+        assert uri.port is not None
+        reader, writer = await asyncio.open_connection(uri.host, uri.port)
+        writer.write(partial_hello)
+        alice, bob = await relayed_pair(relay, ssl_client=client_context(ca))  # served meanwhile
+        await alice.send("text/plain", b"still served")
+        assert (await asyncio.wait_for(bob.receive(), 5)).body == b"still served"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the relay
+        writer.close()
+        for _ in range(30):
+            if relay.stats["tls_handshake_failures"] == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert relay.stats["tls_handshake_failures"] == 1
+        assert len(relay.handshakes) == 0
+        await close_all(alice, bob)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import shutil
 import ssl
@@ -36,14 +35,12 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import generate_latest
 
-import pyim.server.app as app_module
 from peers import LOOPBACK, free_port
-from pyim.msrp.transport import EndpointConfig, MsrpEndpoint
+from pyim.msrp.transport import MsrpEndpoint
 from pyim.server.app import ImServer
 from pyim.server.config import ConfigError, MsrpSettings, ServerConfig, SipSettings, load_config
 from pyim.sip.chat import ChatError, ChatStack
 from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
-from pyim.sip.transport import TransportConfig
 from pyim.sip.uri import SipUri
 from pyim.ua.cpim import parse_cpim
 from server_harness import DOMAIN, FAST, USERS, User, running_server, server_config
@@ -389,14 +386,12 @@ def listener_errors(server: ImServer, listener: str, kind: str) -> float:
     return metric_value(text, "pyim_listener_errors_total", f'kind="{kind}",listener="{listener}"')
 
 
-async def test_hostile_input_at_the_tls_listeners(
-    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_hostile_input_at_the_tls_listeners(tmp_path: Path, pki: Pki) -> None:
     # the listeners drop a TLS handshake that has not finished after this long (10 s
     # by default): shortened so that the test sees it
-    for name, config in (("TransportConfig", TransportConfig), ("EndpointConfig", EndpointConfig)):
-        monkeypatch.setattr(app_module, name, functools.partial(config, tls_handshake_timeout=1.0))
-    async with running_server(tls_config(tmp_path, pki)) as server:
+    config = tls_config(tmp_path, pki)
+    config = replace(config, limits=replace(config.limits, tls_handshake_timeout=1.0))
+    async with running_server(config) as server:
         assert server.msrp is not None
         sip_port = server.sip.local_address("tls")[1]
         msrp_port = server.msrp.port

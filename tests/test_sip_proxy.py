@@ -101,3 +101,20 @@ async def test_chat_and_page_through_the_proxy(
     )
     assert (await asyncio.wait_for(alice.sip.send(lost, hop), 5)).status == 404
     await reg.stop()
+
+
+async def test_a_proxy_bound_elsewhere_record_routes_its_advertised_name() -> None:
+    """Bound to 127.0.0.1, known as proxy.example.test: Record-Route carries the name
+    (not the bound address), and both name us."""
+    stack = SipStack(StackConfig(host="proxy.example.test", bind_host="127.0.0.1"))
+    await stack.start(udp=0, tcp=None)
+    try:
+        proxy = Proxy(stack, Registrar())
+        port = stack.local_address("udp")[1]
+        route = proxy.record_route_uri("udp").uri
+        assert (route.host, route.port) == ("proxy.example.test", port)
+        assert proxy.is_local(SipUri(scheme="sip", host="proxy.example.test", port=port))
+        assert proxy.is_local(SipUri(scheme="sip", host="127.0.0.1", port=port))
+        assert not proxy.is_local(SipUri(scheme="sip", host="proxy.example.test", port=port + 1))
+    finally:
+        await stack.close()

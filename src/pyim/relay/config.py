@@ -79,6 +79,7 @@ class Limits:
     frame_timeout: float = 60.0  # a frame begun but silent this long closes the connection
     transaction_timeout: float = 30.0  # a forwarded SEND unanswered downstream: 408 REPORT
     connect_timeout: float = 10.0  # opening a connection to a next hop
+    tls_handshake_timeout: float = 10.0  # msrps: a handshake not done by then is closed
     max_line_length: int = 4096
     max_header_bytes: int = 16 * 1024
     max_headers: int = 64

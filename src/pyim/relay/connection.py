@@ -57,6 +57,7 @@ class RelayConnection(asyncio.Protocol):
             )
         )
         self.transport: asyncio.Transport | None = None
+        self.handshake: asyncio.TimerHandle | None = None  # accepted msrps: its deadline
         self.peer_ip = "?"
         self.peer = "?"
         self.auth = AuthState("?")
@@ -79,6 +80,8 @@ class RelayConnection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.handshake is not None:  # (msrps: the handshake is over)
+            self.relay.handshakes.done(self)
         # a cast, not an isinstance check: uvloop's transports are no asyncio.Transport
         self.transport = tr = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -37,6 +38,7 @@ from collections import Counter
 
 from ..msrp.session import parse_uri_cached
 from ..msrp.uri import MsrpUri, MsrpUriError
+from ..tlswatch import HandshakeWatch
 from .auth import AuthService
 from .config import Listener, RelayConfig
 from .connection import RelayConnection
@@ -63,6 +65,11 @@ class Relay:
             max_grants=config.limits.max_grants,
         )
         self.stats: Counter[str] = Counter()
+        # accepted msrps connections in their handshake (asyncio tells nothing of those
+        # that fail or time out: counted as tls_handshake_failures)
+        self.handshakes = HandshakeWatch(
+            config.limits.tls_handshake_timeout, self.stats, "MSRP relay"
+        )
         self.connections: set[RelayConnection] = set()
         self.waiting: dict[str, RelayConnection] = {}  # tid -> connection it went out on
         self.batching = False
@@ -90,10 +97,13 @@ class Relay:
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 ctx.load_cert_chain(listener.cert, listener.key)
             server = await loop.create_server(
-                lambda lst=listener: RelayConnection(self, listener=lst),
+                functools.partial(self._accept, listener, ctx is not None),
                 listener.host,
                 listener.port,
                 ssl=ctx,
+                ssl_handshake_timeout=(
+                    self.config.limits.tls_handshake_timeout if ctx is not None else None
+                ),
             )
             port = server.sockets[0].getsockname()[1]
             self._servers.append(server)
@@ -102,6 +112,12 @@ class Relay:
             self._addresses[(uri.host, port)] = uri
             log.info("MSRP relay listening on %s (%s:%d)", uri, listener.host, port)
         self._ticker = asyncio.create_task(self._tick())
+
+    def _accept(self, listener: Listener, tls: bool) -> RelayConnection:
+        """The protocol of an accepted connection (msrps: watched until its handshake
+        is over)."""
+        conn = RelayConnection(self, listener=listener)
+        return self.handshakes.watch(conn) if tls else conn
 
     def flush(self) -> None:
         """Write the output gathered while handling one read (see RelayConnection.pump),
@@ -126,6 +142,7 @@ class Relay:
                 await self._ticker
         for server in self._servers:
             server.close()
+        self.handshakes.close()
         for task in list(self._connecting):
             task.cancel()
         for conn in list(self.connections):
@@ -227,6 +244,9 @@ class Relay:
                     uri.port or 2855,
                     ssl=ctx,
                     server_hostname=uri.host if ctx is not None else None,
+                    ssl_handshake_timeout=(
+                        self.config.limits.tls_handshake_timeout if ctx is not None else None
+                    ),
                 )
             self.stats["connections_opened"] += 1
         except (OSError, TimeoutError, ssl.SSLError) as exc:

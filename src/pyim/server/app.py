@@ -115,6 +115,7 @@ class ImServer(DeliveryTarget):
                 transport=TransportConfig(
                     max_connections=limits.sip_connections,
                     max_connections_per_ip=limits.sip_connections_per_ip,
+                    tls_handshake_timeout=limits.tls_handshake_timeout,
                 ),
             ),
             ssl_server=self.tls.sip_server,
@@ -157,7 +158,9 @@ class ImServer(DeliveryTarget):
             cfg.host,
             cfg.msrp.port,
             config=EndpointConfig(
-                session=self._session_config(), max_connections=cfg.limits.msrp_connections
+                session=self._session_config(),
+                max_connections=cfg.limits.msrp_connections,
+                tls_handshake_timeout=cfg.limits.tls_handshake_timeout,
             ),
             ssl_server=self.tls.msrp_server,  # msrps: a=path msrps://...;tcp
             ssl_client=self.tls.msrp_client if cfg.msrp.tls else None,

@@ -109,6 +109,7 @@ class Limits:
     sip_connections: int = 20_000  # SIP over TCP, in all...
     sip_connections_per_ip: int = 1024  # ... and per address (a proxy in front is one)
     msrp_connections: int = 20_000  # MSRP connections of the server's endpoint
+    tls_handshake_timeout: float = 10.0  # SIP and MSRP over TLS: a handshake not done is closed
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,14 +34,16 @@ class Proxy:
     # -- what is ours ----------------------------------------------------------------------
 
     def is_local(self, uri: SipUri) -> bool:
-        """Whether ``uri`` names this proxy (one of its listening addresses)."""
+        """Whether ``uri`` names this proxy (one of its listening addresses, bound or
+        advertised)."""
+        port = uri.port or 5060
         return any(
-            uri.host == host and (uri.port or 5060) == port
-            for host, port in self.stack.transport.local.values()
+            uri.host in (host, self.stack.config.host) and port == local_port
+            for host, local_port in self.stack.transport.local.values()
         )
 
     def record_route_uri(self, transport: str) -> NameAddr:
-        host, port = self.stack.local_address(transport)
+        host, port = self.stack.advertised_address(transport)  # (not a wildcard bind)
         params: tuple[tuple[str, str | None], ...] = (("lr", None),)
         if transport != "udp":
             params = (("transport", transport), ("lr", None))
