@@ -111,6 +111,12 @@ async def make_user_via(name: str, host: str, port: int, transport: str = "udp")
     await sip.start()
     params = (("transport", transport),) if transport != "udp" else ()
     server_uri = SipUri(scheme="sip", host=host, port=port, params=params)
+    return user_over(name, sip, await MsrpEndpoint.create(), server_uri)
+
+
+def user_over(name: str, sip: SipStack, msrp: MsrpEndpoint, server_uri: SipUri) -> User:
+    """A User over started SIP and MSRP stacks: it answers MESSAGEs 200 and keeps them
+    in ``pages``."""
     user = User(name, sip, None, server_uri)  # type: ignore[arg-type]
 
     def on_page(incoming: IncomingRequest) -> None:
@@ -120,7 +126,7 @@ async def make_user_via(name: str, host: str, port: int, transport: str = "udp")
         else:
             incoming.respond(405)
 
-    user.chat = ChatStack(sip, await MsrpEndpoint.create(), user=name, fallback=on_page)
+    user.chat = ChatStack(sip, msrp, user=name, fallback=on_page)
     return user
 
 

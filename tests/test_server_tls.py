@@ -39,11 +39,11 @@ from peers import LOOPBACK, free_port
 from pyim.msrp.transport import MsrpEndpoint
 from pyim.server.app import ImServer
 from pyim.server.config import ConfigError, MsrpSettings, ServerConfig, SipSettings, load_config
-from pyim.sip.chat import ChatError, ChatStack
-from pyim.sip.stack import IncomingRequest, SipStack, StackConfig
+from pyim.sip.chat import ChatError
+from pyim.sip.stack import SipStack, StackConfig
 from pyim.sip.uri import SipUri
 from pyim.ua.cpim import parse_cpim
-from server_harness import DOMAIN, FAST, USERS, User, running_server, server_config
+from server_harness import DOMAIN, FAST, USERS, User, running_server, server_config, user_over
 from server_process import ServerProcess, metric_value, pyim_command, server_env
 from ua_peers import UaProcess
 
@@ -133,17 +133,7 @@ async def make_device(
     msrp = await MsrpEndpoint.create(
         ssl_server=device if msrp_tls else None, ssl_client=client if msrp_tls else None
     )
-    user = User(name, sip, None, server_uri)  # type: ignore[arg-type]
-
-    def on_page(incoming: IncomingRequest) -> None:
-        if incoming.request.method == "MESSAGE":
-            user.pages.put_nowait(incoming.request)
-            incoming.respond(200)
-        else:
-            incoming.respond(405)
-
-    user.chat = ChatStack(sip, msrp, user=name, fallback=on_page)
-    return user
+    return user_over(name, sip, msrp, server_uri)
 
 
 @contextlib.asynccontextmanager
