@@ -29,6 +29,7 @@ from ..digest import Algorithm, DigestServer, Ok, Stale, ha1
 from ..msrp.session import SessionConfig
 from ..msrp.session_events import MessageReceived
 from ..msrp.transport import EndpointConfig, MsrpEndpoint
+from ..sip.auth import authenticate
 from ..sip.chat import ChatError, ChatSession, ChatStack
 from ..sip.dialog import new_tag
 from ..sip.message import SipResponse
@@ -294,24 +295,18 @@ class ImServer(DeliveryTarget):
         the sender proves who it is with Digest (401 and a challenge) and sends as
         itself: the From user is the authenticated user (403 otherwise). False once
         answered."""
-        request = incoming.request
         if incoming.source.host in self.config.trusted_proxies:
             return True
         if self._proxy is not None:
             self.metrics.failures.labels("untrusted_source").inc()
             incoming.respond(403, "Forbidden (requests come through the proxy)")
             return False
-        value = request.headers.get("Authorization")
-        verdict = None
-        if value is not None:
-            verdict = self.digest.verify(value, method=request.method, uri=str(request.uri))
-        if not isinstance(verdict, Ok):
-            if value is not None and not isinstance(verdict, Stale):
+        verdict = authenticate(incoming, self.digest)
+        if not isinstance(verdict, Ok):  # challenged (401)
+            if verdict is not None and not isinstance(verdict, Stale):
                 self.metrics.failures.labels("auth").inc()
-            challenges = self.digest.challenge(stale=isinstance(verdict, Stale))
-            incoming.respond(401, headers=[("WWW-Authenticate", c) for c in challenges])
             return False
-        sender = request.from_.uri
+        sender = incoming.request.from_.uri
         if sender.user != verdict.username or self._aor(sender) is None:
             self.metrics.failures.labels("from_not_authenticated_user").inc()
             incoming.respond(403, "Forbidden (From is not the authenticated user)")

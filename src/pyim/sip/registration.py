@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 
-from ..digest import DigestClient, DigestServer, Ok, Stale
+from ..digest import DigestClient, DigestServer, Ok
+from .auth import authenticate
 from .message import SipResponse
 from .registrar import Registrar
 from .stack import IncomingRequest, SipStack
@@ -126,14 +127,9 @@ class RegistrarService:
         request = incoming.request
         user: str | None = None
         if self.digest is not None:
-            value = request.headers.get("Authorization")
-            verdict = None
-            if value is not None:
-                verdict = self.digest.verify(value, method="REGISTER", uri=str(request.uri))
+            verdict = authenticate(incoming, self.digest)
             if not isinstance(verdict, Ok):
-                challenges = self.digest.challenge(stale=isinstance(verdict, Stale))
-                incoming.respond(401, headers=[("WWW-Authenticate", c) for c in challenges])
-                return
+                return  # challenged
             user = verdict.username
         now = incoming.stack.loop.time()
         response = self.registrar.register(request, now, user=user, source=incoming.source)
