@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from ..store import NewMessage, Store, StoredMessage, StoreError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Most writes of one kind in one transaction.
 MAX_BATCH = 256
@@ -83,42 +87,38 @@ class StoreWriter:
     async def _write_enqueues(
         self, batch: list[tuple[NewMessage, asyncio.Future[StoredMessage]]]
     ) -> None:
-        results: list[StoredMessage | StoreError]
+        messages = [message for message, _ in batch]
+        await self._write([future for _, future in batch], self.store.enqueue_many(messages))
+
+    async def _write_acks(self, acks: list[tuple[int, str | None, asyncio.Future[None]]]) -> None:
+        async def ack() -> list[None]:
+            await self.store.ack_many([(message_id, notify) for message_id, notify, _ in acks])
+            return [None] * len(acks)
+
+        await self._write([future for _, _, future in acks], ack())
+
+    async def _write(
+        self,
+        futures: list[asyncio.Future[T]],
+        transaction: Awaitable[Sequence[T | StoreError]],
+    ) -> None:
+        """Run one transaction and settle the futures of its writes: each its result
+        (or its own refusal), or all the transaction's StoreError."""
+        results: Sequence[T | StoreError]
         try:
-            results = await self.store.enqueue_many([message for message, _ in batch])
+            results = await transaction
         except StoreError as exc:
-            results = [exc] * len(batch)
+            results = [exc] * len(futures)
         except BaseException as exc:  # cancelled, or a bug: nobody is left waiting
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(StoreError(f"not stored: {exc!r}"))
+            results = [StoreError(f"not written: {exc!r}")] * len(futures)
             raise
         else:
             self.transactions += 1
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, StoreError):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _write_acks(self, acks: list[tuple[int, str | None, asyncio.Future[None]]]) -> None:
-        error: BaseException | None = None
-        try:
-            await self.store.ack_many([(message_id, notify) for message_id, notify, _ in acks])
-        except StoreError as exc:
-            error = exc
-        except BaseException as exc:
-            error = StoreError(f"not acknowledged: {exc!r}")
-            raise
         finally:
-            if error is None:
-                self.transactions += 1
-            for _, _, future in acks:
+            for future, result in zip(futures, results, strict=True):
                 if future.done():
                     continue
-                if error is None:
-                    future.set_result(None)
+                if isinstance(result, StoreError):
+                    future.set_exception(result)
                 else:
-                    future.set_exception(error)
+                    future.set_result(result)

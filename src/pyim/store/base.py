@@ -256,17 +256,15 @@ class Store(abc.ABC):
         the transaction itself (:class:`StoreUnavailable`...) raises: none is stored."""
         if len(messages) > self.limits.max_batch:
             raise TooLarge(f"more than {self.limits.max_batch} messages at once")
-        # a refusal in its place; every valid message gets its record or QueueFull below
-        results: list[StoredMessage | StoreError] = []
+        # each message's outcome by its index: refused here, or (valid) its record or
+        # QueueFull in the transaction
+        outcome: dict[int, StoredMessage | StoreError] = {}
         valid: list[tuple[int, NewMessage, bytes]] = []
         for index, message in enumerate(messages):
             try:
                 valid.append((index, message, self._new_message(message)))
-                results.append(StoreError("not stored"))
             except StoreError as error:
-                results.append(error)
-        if not valid:
-            return results
+                outcome[index] = error
         now = self._clock()
         max_depth = self.limits.max_queue_depth
 
@@ -277,7 +275,7 @@ class Store(abc.ABC):
                 if depth is None:
                     depth = int((await tx.rows(self.sql.queue_depth, (m.recipient,)))[0][0])
                 if depth >= max_depth:
-                    results[index] = QueueFull(f"{depth} messages queued for {m.recipient}")
+                    outcome[index] = QueueFull(f"{depth} messages queued for {m.recipient}")
                     depths[m.recipient] = depth
                     continue
                 depths[m.recipient] = depth + 1
@@ -287,7 +285,7 @@ class Store(abc.ABC):
                     lo, hi = sorted((m.sender, m.recipient))
                     entry = (lo, hi, m.sender, m.recipient, m.content_type, data, m.message_id)
                     await tx.rows(self.sql.history_insert, (*entry, now))
-                results[index] = StoredMessage(
+                outcome[index] = StoredMessage(
                     int(rows[0][0]),
                     m.recipient,
                     m.sender,
@@ -299,8 +297,9 @@ class Store(abc.ABC):
                     0,
                 )
 
-        await self._run(body, write=True)
-        return results
+        if valid:
+            await self._run(body, write=True)
+        return [outcome[index] for index in range(len(messages))]
 
     def _new_message(self, message: NewMessage) -> bytes:
         """Check a message against the limits; its body as bytes."""
